@@ -1,0 +1,406 @@
+"""The Parquet data lake: every path, every read and write, locks and the ingestion log.
+
+All IO goes through an fsspec filesystem resolved from the lake root, never ``open()`` on
+a string path. Writes go to a temporary name and are renamed into place, so a crash never
+leaves a half-written file; readers only ever open final names.
+
+Layout (relative to the root)::
+
+    raw/bars/trade_date=YYYY-MM-DD/<source>.parquet    provider output, one file per day
+    raw/adj_factor/trade_date=YYYY-MM-DD/<source>.parquet
+    curated/bars/year=YYYY/part.parquet                validated rows
+    quarantine/bars/trade_date=YYYY-MM-DD/<run>.parquet
+    validation/results/<run>.json  validation/docs/    GX results, Data Docs
+    features/<fingerprint>/...                         feature frames
+    models/<name>/<version>/  models/<name>/champion.json
+    backtests/<run>/  reports/<run_date>/
+    _state/ingest_log.jsonl  _state/locks/  _state/prefect-results/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kline.schema import BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
+
+_PART_RE = re.compile(r"^trade_date=(\d{4}-\d{2}-\d{2})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _safe_name(name: str, what: str) -> str:
+    if not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(f"ill-formed {what} {name!r} for a lake path")
+    return name
+
+
+def resolve_root(root: str | os.PathLike[str]) -> str:
+    """Absolute local path for a plain path; URLs (``scheme://``) pass through unchanged."""
+    root = os.fspath(root)
+    if "://" in root:
+        return root.rstrip("/")
+    return os.path.abspath(os.path.expanduser(root))
+
+
+class LakePaths:
+    """Builds every path in the lake from its root. Pure string functions, no IO."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = resolve_root(root)
+
+    def _join(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def raw_bars_dir(self) -> str:
+        return self._join("raw", "bars")
+
+    def raw_bars(self, trade_date: dt.date, source: str) -> str:
+        return self._join("raw", "bars", f"trade_date={trade_date.isoformat()}",
+                          f"{_safe_name(source, 'source')}.parquet")
+
+    def raw_adj_factor(self, trade_date: dt.date, source: str) -> str:
+        return self._join("raw", "adj_factor", f"trade_date={trade_date.isoformat()}",
+                          f"{_safe_name(source, 'source')}.parquet")
+
+    def raw_adj_factor_dir(self) -> str:
+        return self._join("raw", "adj_factor")
+
+    def curated_bars_dir(self) -> str:
+        return self._join("curated", "bars")
+
+    def curated_bars(self, year: int) -> str:
+        return self._join("curated", "bars", f"year={year:04d}", "part.parquet")
+
+    def quarantine_bars_dir(self) -> str:
+        return self._join("quarantine", "bars")
+
+    def quarantine_bars(self, trade_date: dt.date, run_id: str) -> str:
+        return self._join("quarantine", "bars", f"trade_date={trade_date.isoformat()}",
+                          f"{_safe_name(run_id, 'run id')}.parquet")
+
+    def validation_results_dir(self) -> str:
+        return self._join("validation", "results")
+
+    def validation_result(self, run_id: str) -> str:
+        return self._join("validation", "results", f"{_safe_name(run_id, 'run id')}.json")
+
+    def data_docs_dir(self) -> str:
+        return self._join("validation", "docs")
+
+    def features_dir(self, fingerprint: str) -> str:
+        return self._join("features", _safe_name(fingerprint, "fingerprint"))
+
+    def models_dir(self) -> str:
+        return self._join("models")
+
+    def model_dir(self, name: str, version: str) -> str:
+        return self._join("models", _safe_name(name, "model name"), _safe_name(version, "version"))
+
+    def champion(self, name: str) -> str:
+        return self._join("models", _safe_name(name, "model name"), "champion.json")
+
+    def backtest_dir(self, run: str) -> str:
+        return self._join("backtests", _safe_name(run, "backtest run"))
+
+    def reports_dir(self) -> str:
+        return self._join("reports")
+
+    def report_dir(self, run_date: dt.date) -> str:
+        return self._join("reports", run_date.isoformat())
+
+    def metrics_history(self) -> str:
+        return self._join("reports", "metrics_history.parquet")
+
+    def ingest_log(self) -> str:
+        return self._join("_state", "ingest_log.jsonl")
+
+    def lock(self, key: str) -> str:
+        return self._join("_state", "locks", f"{_safe_name(key, 'lock key')}.lock")
+
+    def prefect_results(self) -> str:
+        return self._join("_state", "prefect-results")
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a raw write did: partition keys touched, rows written, content hash."""
+
+    partitions: list[str]
+    rows: int
+    content_hash: str
+
+    def to_dict(self) -> dict:
+        return {"partitions": self.partitions, "rows": self.rows, "content_hash": self.content_hash}
+
+
+def content_hash(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """Stable hash of a frame's values (``ingested_at`` excluded by default), order-sensitive."""
+    if columns is None:
+        columns = [c for c in df.columns if c != "ingested_at"]
+    if df.empty:
+        return hashlib.sha256(b"empty").hexdigest()[:16]
+    h = pd.util.hash_pandas_object(df[list(columns)], index=False).values
+    return hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest()[:16]
+
+
+class Lake:
+    """Reads and writes the lake under ``root`` (a local path or an fsspec URL)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.paths = LakePaths(root)
+        self.root = self.paths.root
+        self.fs, _ = fsspec.core.url_to_fs(self.root)
+        self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+
+    # -- primitives ----------------------------------------------------------------------
+    def _strip(self, path: str) -> str:
+        return self.fs._strip_protocol(path)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(self._strip(path))
+
+    def atomic_write_bytes(self, path: str, data: bytes) -> None:
+        """Write to ``<path>.tmp-<uuid>`` then rename into place."""
+        p = self._strip(path)
+        parent = p.rsplit("/", 1)[0]
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{p}.tmp-{uuid.uuid4().hex}"
+        try:
+            with self.fs.open(tmp, "wb") as f:
+                f.write(data)
+            self._rename(tmp, p)
+        finally:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+
+    def _rename(self, src: str, dst: str) -> None:
+        if self._local:
+            os.replace(src, dst)  # atomic on one filesystem
+        else:
+            self.fs.mv(src, dst)
+
+    def atomic_write_table(self, path: str, table: pa.Table, row_group_size: int | None = None) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
+        self.atomic_write_bytes(path, buf.getvalue())
+
+    def atomic_write_text(self, path: str, text: str) -> None:
+        self.atomic_write_bytes(path, text.encode("utf-8"))
+
+    def read_text(self, path: str) -> str:
+        with self.fs.open(self._strip(path), "rb") as f:
+            return f.read().decode("utf-8")
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(self._strip(path), "rb") as f:
+            return f.read()
+
+    def read_table(self, path: str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
+        with self.fs.open(self._strip(path), "rb") as f:
+            return pq.read_table(f, columns=list(columns) if columns else None, filters=filters)
+
+    def listdir(self, path: str) -> list[str]:
+        """Base names under ``path``; empty when it does not exist."""
+        p = self._strip(path)
+        if not self.fs.exists(p):
+            return []
+        return sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in self.fs.ls(p, detail=False))
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Exclusive lock across processes on one host (``flock``); a no-op on object stores,
+        whose writers must not overlap."""
+        if not self._local:
+            yield
+            return
+        path = self._strip(self.paths.lock(key))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- raw layer -----------------------------------------------------------------------
+    def write_raw_bars(self, bars: pd.DataFrame, source: str) -> WriteResult:
+        """Merge canonical bars into their day partitions: per (symbol, trade_date) the row in
+        ``bars`` replaces a stored one, other stored rows stay. Atomic and idempotent per day."""
+        if bars.empty:
+            return WriteResult([], 0, content_hash(bars))
+        bars = bars[BAR_COLUMNS]
+        partitions: list[str] = []
+        dates = bars["trade_date"].to_numpy()
+        order = np.argsort(dates, kind="stable")
+        sorted_dates = dates[order]
+        bounds = np.flatnonzero(sorted_dates[1:] != sorted_dates[:-1]) + 1
+        for idx in np.split(order, bounds):
+            day = dates[idx[0]]
+            part = bars.iloc[idx]
+            path = self.paths.raw_bars(day, source)
+            with self.lock(f"raw-{day.isoformat()}"):
+                if self.exists(path):
+                    old = self.read_table(path).to_pandas()
+                    old = old[~old["symbol"].isin(part["symbol"])]
+                    part = pd.concat([old, part], ignore_index=True)
+                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol", kind="stable")
+                self.atomic_write_table(path, to_table(part))
+            partitions.append(f"trade_date={day.isoformat()}")
+        return WriteResult(partitions, len(bars), content_hash(bars))
+
+    def raw_dates(self, start: dt.date | None = None, end: dt.date | None = None) -> list[dt.date]:
+        """Trade dates that have a raw partition, within ``[start, end]`` when given."""
+        out = []
+        for name in self.listdir(self.paths.raw_bars_dir()):
+            m = _PART_RE.match(name)
+            if not m:
+                continue
+            d = dt.date.fromisoformat(m.group(1))
+            if (start is None or d >= start) and (end is None or d <= end):
+                out.append(d)
+        return out
+
+    def read_raw_bars(
+        self,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        symbols: Iterable[str] | None = None,
+        source: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Raw bars in ``[start, end]``, optionally for some symbols / one source. Only the
+        day partitions in range are opened; symbols are filtered with pushdown."""
+        symbols = list(symbols) if symbols is not None else None
+        tables = []
+        filters = [("symbol", "in", symbols)] if symbols is not None else None
+        for d in self.raw_dates(start, end):
+            part_dir = self.paths.raw_bars(d, "x").rsplit("/", 1)[0]
+            for name in self.listdir(part_dir):
+                if not name.endswith(".parquet") or ".tmp-" in name:
+                    continue
+                if source is not None and name != f"{source}.parquet":
+                    continue
+                tables.append(self.read_table(f"{part_dir}/{name}", columns=columns, filters=filters))
+        if not tables:
+            return empty_bars()[list(columns)] if columns else empty_bars()
+        df = pa.concat_tables(tables).to_pandas()
+        return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+    # -- curated layer ---------------------------------------------------------------------
+    def curated_years(self) -> list[int]:
+        years = []
+        for name in self.listdir(self.paths.curated_bars_dir()):
+            if name.startswith("year=") and self.exists(self.paths.curated_bars(int(name[5:]))):
+                years.append(int(name[5:]))
+        return years
+
+    def read_curated_bars(
+        self,
+        symbols: Iterable[str] | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Curated bars, one symbol's (or several) history over a date range; only the year
+        partitions in range are opened, and symbol/date filters are pushed into Parquet."""
+        filters = []
+        if symbols is not None:
+            filters.append(("symbol", "in", list(symbols)))
+        if start is not None:
+            filters.append(("trade_date", ">=", start))
+        if end is not None:
+            filters.append(("trade_date", "<=", end))
+        tables = []
+        for y in self.curated_years():
+            if (start is not None and y < start.year) or (end is not None and y > end.year):
+                continue
+            tables.append(self.read_table(self.paths.curated_bars(y), columns=columns, filters=filters or None))
+        if not tables:
+            return empty_bars()[list(columns)] if columns else empty_bars()
+        df = pa.concat_tables(tables).to_pandas()
+        return df.sort_values([c for c in KEY_COLUMNS if c in df.columns], kind="stable").reset_index(drop=True)
+
+    def write_curated_bars(self, bars: pd.DataFrame) -> list[int]:
+        """Upsert validated rows into year partitions (unique (symbol, trade_date), sorted)."""
+        if bars.empty:
+            return []
+        bars = bars[BAR_COLUMNS]
+        years = pd.to_datetime(bars["trade_date"]).dt.year.to_numpy()
+        touched = []
+        for y in np.unique(years):
+            part = bars[years == y]
+            path = self.paths.curated_bars(int(y))
+            with self.lock(f"curated-{int(y)}"):
+                if self.exists(path):
+                    old = self.read_table(path).to_pandas()
+                    part = pd.concat([old, part], ignore_index=True)
+                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS, kind="stable")
+                self.atomic_write_table(path, to_table(part), row_group_size=16_384)
+            touched.append(int(y))
+        return touched
+
+    def delete_curated_rows(self, keys: pd.DataFrame) -> int:
+        """Remove (symbol, trade_date) rows from curated; returns how many were removed."""
+        if keys.empty:
+            return 0
+        removed = 0
+        years = pd.to_datetime(keys["trade_date"]).dt.year.to_numpy()
+        for y in np.unique(years):
+            path = self.paths.curated_bars(int(y))
+            with self.lock(f"curated-{int(y)}"):
+                if not self.exists(path):
+                    continue
+                old = self.read_table(path).to_pandas()
+                k = keys[years == y]
+                drop = pd.MultiIndex.from_frame(old[KEY_COLUMNS]).isin(pd.MultiIndex.from_frame(k[KEY_COLUMNS]))
+                if drop.any():
+                    removed += int(drop.sum())
+                    self.atomic_write_table(path, to_table(old[~drop]), row_group_size=16_384)
+        return removed
+
+    # -- ingestion log ---------------------------------------------------------------------
+    def append_ingest_log(self, entry: dict) -> None:
+        """Append one JSON line (read-modify-rename under a lock, so it works on any fs)."""
+        path = self.paths.ingest_log()
+        line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+        with self.lock("ingest-log"):
+            old = self.read_text(path) if self.exists(path) else ""
+            self.atomic_write_text(path, old + line)
+
+    def read_ingest_log(self) -> list[dict]:
+        path = self.paths.ingest_log()
+        if not self.exists(path):
+            return []
+        return [json.loads(x) for x in self.read_text(path).splitlines() if x.strip()]
+
+    def last_ingested(self, symbols: Iterable[str], source: str) -> dict[str, dt.date | None]:
+        """Per symbol, the latest end date of a logged ingestion from ``source`` (None: never)."""
+        out: dict[str, dt.date | None] = {s: None for s in symbols}
+        for e in self.read_ingest_log():
+            if e.get("source") != source:
+                continue
+            end = dt.date.fromisoformat(e["end"])
+            for s in e.get("symbols", []):
+                if s in out and (out[s] is None or end > out[s]):
+                    out[s] = end
+        return out
+
+
+# The schema is re-exported for callers that only import the lake.
+__all__ = ["BAR_SCHEMA", "Lake", "LakePaths", "WriteResult", "content_hash", "resolve_root"]

@@ -1,0 +1,56 @@
+"""Providers by name. Each factory builds its provider from settings; imports are lazy so
+that the CLI never pays for a provider it does not use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kline.config import Settings
+from kline.providers.base import (
+    FatalProviderError,
+    Provider,
+    ProviderError,
+    TransientProviderError,
+    is_transient,
+)
+
+
+def _synthetic(settings: Settings) -> Provider:
+    from kline.providers.synthetic import SyntheticProvider
+
+    return SyntheticProvider(seed=settings.synthetic_seed)
+
+
+PROVIDERS: dict[str, Callable[[Settings], Provider]] = {
+    "synthetic": _synthetic,
+}
+
+
+class UnknownProviderError(ValueError):
+    pass
+
+
+def check_provider_name(name: str) -> str:
+    if name not in PROVIDERS:
+        raise UnknownProviderError(
+            f"unknown provider {name!r}; choose one of: {', '.join(sorted(PROVIDERS))}"
+        )
+    return name
+
+
+def make_provider(settings: Settings) -> Provider:
+    """The provider named by ``settings.provider``."""
+    return PROVIDERS[check_provider_name(settings.provider)](settings)
+
+
+__all__ = [
+    "PROVIDERS",
+    "FatalProviderError",
+    "Provider",
+    "ProviderError",
+    "TransientProviderError",
+    "UnknownProviderError",
+    "check_provider_name",
+    "is_transient",
+    "make_provider",
+]

@@ -1,0 +1,46 @@
+"""The provider protocol and its error classes.
+
+A provider turns (symbols, start, end) into canonical bars (``kline.schema``), converting
+units at its edge. It is chosen by name (``kline.providers.make_provider``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+
+class ProviderError(Exception):
+    """A provider could not deliver; ``transient`` says whether retrying may help."""
+
+    transient = False
+
+
+class TransientProviderError(ProviderError):
+    """Rate limit, timeout, network or server hiccup: worth retrying after a pause."""
+
+    transient = True
+
+
+class FatalProviderError(ProviderError):
+    """Bad token, missing permission, unknown symbol: retrying cannot help."""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Source of canonical daily bars."""
+
+    name: str  # the ``source`` column and the raw file name
+
+    def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Canonical bars for ``symbols`` on sessions in ``[start, end]`` (inclusive), sorted
+        by (symbol, trade_date). A suspended stock simply has no row for that day."""
+        ...
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a provider marks as worth retrying."""
+    return bool(getattr(exc, "transient", False))
