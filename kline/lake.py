@@ -37,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kline.schema import BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
+from kline.schema import ADJ_SCHEMA, BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
 
 _PART_RE = re.compile(r"^trade_date=(\d{4}-\d{2}-\d{2})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -301,6 +301,46 @@ class Lake:
             return empty_bars()[list(columns)] if columns else empty_bars()
         df = pa.concat_tables(tables).to_pandas()
         return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+    def write_raw_adj_factor(self, factors: pd.DataFrame, source: str) -> WriteResult:
+        """Merge adjustment factors into day partitions beside raw bars (newest fetch wins)."""
+        if factors.empty:
+            return WriteResult([], 0, content_hash(factors))
+        factors = factors[ADJ_SCHEMA.names]
+        partitions = []
+        for day, part in factors.groupby("trade_date", sort=True):
+            path = self.paths.raw_adj_factor(day, source)
+            with self.lock(f"adj-{day.isoformat()}"):
+                if self.exists(path):
+                    old = self.read_table(path).to_pandas()
+                    part = pd.concat([old[~old["symbol"].isin(part["symbol"])], part], ignore_index=True)
+                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol")
+                self.atomic_write_table(path, pa.Table.from_pandas(part, schema=ADJ_SCHEMA, preserve_index=False))
+            partitions.append(f"trade_date={day.isoformat()}")
+        return WriteResult(partitions, len(factors), content_hash(factors))
+
+    def read_adj_factor(
+        self, symbols: Iterable[str] | None = None, start: dt.date | None = None, end: dt.date | None = None
+    ) -> pd.DataFrame:
+        """Stored adjustment factors (``symbol, trade_date, adj_factor``), all sources."""
+        symbols = list(symbols) if symbols is not None else None
+        filters = [("symbol", "in", symbols)] if symbols is not None else None
+        tables = []
+        for name in self.listdir(self.paths.raw_adj_factor_dir()):
+            m = _PART_RE.match(name)
+            if not m:
+                continue
+            d = dt.date.fromisoformat(m.group(1))
+            if (start is not None and d < start) or (end is not None and d > end):
+                continue
+            part_dir = f"{self.paths.raw_adj_factor_dir()}/{name}"
+            for f in self.listdir(part_dir):
+                if f.endswith(".parquet") and ".tmp-" not in f:
+                    tables.append(self.read_table(f"{part_dir}/{f}", filters=filters))
+        if not tables:
+            return ADJ_SCHEMA.empty_table().to_pandas()
+        df = pa.concat_tables(tables).to_pandas()
+        return df.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS).reset_index(drop=True)
 
     # -- curated layer ---------------------------------------------------------------------
     def curated_years(self) -> list[int]:

@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 from kline.config import Settings
 from kline.providers.base import (
+    AdjFactorProvider,
     FatalProviderError,
     Provider,
+    ProviderConfigError,
     ProviderError,
     TransientProviderError,
     is_transient,
@@ -45,6 +47,8 @@ def make_provider(settings: Settings) -> Provider:
 
 __all__ = [
     "PROVIDERS",
+    "AdjFactorProvider",
+    "ProviderConfigError",
     "FatalProviderError",
     "Provider",
     "ProviderError",

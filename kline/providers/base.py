@@ -29,6 +29,11 @@ class FatalProviderError(ProviderError):
     """Bad token, missing permission, unknown symbol: retrying cannot help."""
 
 
+class ProviderConfigError(ValueError):
+    """The provider cannot start with these settings (no token, no source file): bad usage,
+    reported before any work is done (CLI exit 2)."""
+
+
 @runtime_checkable
 class Provider(Protocol):
     """Source of canonical daily bars."""
@@ -38,6 +43,15 @@ class Provider(Protocol):
     def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Canonical bars for ``symbols`` on sessions in ``[start, end]`` (inclusive), sorted
         by (symbol, trade_date). A suspended stock simply has no row for that day."""
+        ...
+
+
+@runtime_checkable
+class AdjFactorProvider(Protocol):
+    """A provider that also knows adjustment factors (stored beside raw prices)."""
+
+    def fetch_adj_factor(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
+        """Columns ``symbol, trade_date, adj_factor`` (see ``kline.schema.ADJ_SCHEMA``)."""
         ...
 
 

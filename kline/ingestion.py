@@ -1,0 +1,122 @@
+"""Ingestion planning and execution (domain side; the Prefect task is a thin shell).
+
+``plan_ingest`` decides which (symbols, date range) chunks a run must fetch;
+``ingest_range`` fetches one chunk through a provider and writes it to the raw layer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from kline.calendar import previous_session, sessions_in_range
+from kline.config import Settings
+from kline.lake import Lake, content_hash
+from kline.providers.base import AdjFactorProvider, Provider
+from kline.schema import to_canonical
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Symbols to fetch over ``[start, end]`` (inclusive calendar dates)."""
+
+    symbols: tuple[str, ...]
+    start: dt.date
+    end: dt.date
+
+    @property
+    def label(self) -> str:
+        return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+def month_chunks(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """Split ``[start, end]`` at calendar-month boundaries (first chunk may be partial)."""
+    if start > end:
+        return []
+    out = []
+    cur = start
+    while cur <= end:
+        nxt = dt.date(cur.year + (cur.month == 12), cur.month % 12 + 1, 1)
+        out.append((cur, min(end, nxt - dt.timedelta(days=1))))
+        cur = nxt
+    return out
+
+
+def history_start(run_date: dt.date, years: int) -> dt.date:
+    """The first date of a ``years``-long history ending at ``run_date``."""
+    try:
+        return run_date.replace(year=run_date.year - years) + dt.timedelta(days=1)
+    except ValueError:  # 29 February
+        return run_date.replace(year=run_date.year - years, day=28) + dt.timedelta(days=1)
+
+
+def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk]:
+    """Chunks that bring every symbol up to ``run_date``: from the day after its last logged
+    ingestion (catching up missed days), or the configured history on an empty lake.
+    Symbols sharing a start date are fetched together, in calendar-month chunks."""
+    last = lake.last_ingested(settings.symbols, settings.provider)
+    by_start: dict[dt.date, list[str]] = {}
+    for sym in settings.symbols:
+        done = last[sym]
+        start = history_start(run_date, settings.ingest.history_years) if done is None else done + dt.timedelta(days=1)
+        if start <= run_date:
+            by_start.setdefault(start, []).append(sym)
+    chunks = []
+    for start, syms in sorted(by_start.items()):
+        for a, b in month_chunks(start, run_date):
+            chunks.append(Chunk(tuple(syms), a, b))
+    return chunks
+
+
+def ingest_range(
+    provider: Provider, lake: Lake, symbols: Sequence[str], start: dt.date, end: dt.date
+) -> dict:
+    """Fetch ``symbols`` over ``[start, end]``, merge into raw day partitions, log it.
+
+    Returns a small reference: source, range, partitions written, row count, content hash.
+    """
+    t0 = time.perf_counter()
+    bars = provider.fetch(list(symbols), start, end)
+    bars = to_canonical(bars, provider.name)
+    written = lake.write_raw_bars(bars, provider.name)
+    adj_rows = 0
+    if isinstance(provider, AdjFactorProvider):
+        factors = provider.fetch_adj_factor(list(symbols), start, end)
+        adj_rows = lake.write_raw_adj_factor(factors, provider.name).rows
+    entry = {
+        "source": provider.name,
+        "symbols": list(symbols),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rows": written.rows,
+        "adj_factor_rows": adj_rows,
+        "partitions": len(written.partitions),
+        "content_hash": written.content_hash,
+        "fetched_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    lake.append_ingest_log(entry)
+    per_symbol = bars.groupby("symbol").size().to_dict() if not bars.empty else {}
+    return {
+        "source": provider.name,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "symbols": list(symbols),
+        "rows": written.rows,
+        "rows_by_symbol": {k: int(v) for k, v in per_symbol.items()},
+        "partitions": written.partitions,
+        "content_hash": written.content_hash,
+    }
+
+
+def latest_session(run_date: dt.date, calendar: str) -> dt.date:
+    """The session on or before ``run_date``."""
+    s = sessions_in_range(run_date, run_date, calendar)
+    return s[0] if s else previous_session(run_date, calendar)
+
+
+__all__ = ["Chunk", "history_start", "ingest_range", "latest_session", "month_chunks", "plan_ingest", "content_hash"]
