@@ -1,0 +1,247 @@
+"""A-share long/flat trading simulation of a forecast signal.
+
+Rules, per symbol, with its own capital:
+- Decision at the close of session ``d`` (only on days the symbol has a bar): long when the
+  predicted next-session return exceeds the threshold, flat otherwise.
+- Execution at the next calendar session's open (``next_open``) or close (``next_close``).
+  An order is a day order: if the symbol has no bar that session (suspended) it lapses, and
+  the next decision is taken at the next close the symbol trades.
+- T+1: shares bought in a session are not sellable until the following session.
+- No buy when the execution price is at the limit-up price, no sell at limit-down
+  (``round(pre_close * (1 +/- limit), 2)``, the board's limit from ``kline.instruments``).
+- Costs: commission ``rate * value`` with a minimum per order, transfer fee on both sides,
+  stamp duty on sells; buys are in whole board lots (100 shares for stocks).
+
+Indices cannot be bought; an index is simulated as a tradable tracker of the index level:
+lot size 1, no price limit, commission only (no stamp duty or transfer fee, as for an ETF).
+Foreign symbols (file imports) are treated the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kline.calendar import next_session
+from kline.config import BacktestConfig
+from kline.instruments import Instrument, instrument
+from kline.metrics import strategy_metrics
+
+EXECUTIONS = ("next_open", "next_close")
+TRADE_COLUMNS = ["trade_date", "side", "shares", "price", "value", "commission",
+                 "transfer_fee", "stamp_duty", "cash_after"]
+BLOCK_COLUMNS = ["trade_date", "side", "reason"]
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Fee schedule: rates are fractions of traded value, ``min_commission`` in currency."""
+
+    commission: float
+    min_commission: float
+    stamp_duty: float
+    transfer_fee: float
+    lot_size: int
+
+    @classmethod
+    def for_instrument(cls, cfg: BacktestConfig, inst: Instrument) -> Costs:
+        """A-share costs for a stock; commission only and lot 1 for an index tracker."""
+        stock = inst.asset_type == "stock" and inst.board != "foreign"
+        return cls(
+            commission=cfg.commission,
+            min_commission=cfg.min_commission,
+            stamp_duty=cfg.stamp_duty if stock else 0.0,
+            transfer_fee=cfg.transfer_fee if stock else 0.0,
+            lot_size=inst.lot_size,
+        )
+
+    def fees(self, value: float, side: str) -> tuple[float, float, float]:
+        """(commission, transfer fee, stamp duty) on an order of ``value``."""
+        commission = max(self.min_commission, value * self.commission)
+        stamp = value * self.stamp_duty if side == "sell" else 0.0
+        return commission, value * self.transfer_fee, stamp
+
+
+@dataclass
+class SimulationResult:
+    """One symbol's (or a portfolio's) simulated path."""
+
+    equity: pd.Series  # marked at each session close, index: trade_date
+    position: pd.Series  # shares held after the close
+    trades: pd.DataFrame  # TRADE_COLUMNS
+    blocked: pd.DataFrame  # BLOCK_COLUMNS: orders that could not execute, and why
+    round_trips: list[float] = field(default_factory=list)  # net P&L per closed trade
+
+    @property
+    def costs(self) -> float:
+        t = self.trades
+        return float((t["commission"] + t["transfer_fee"] + t["stamp_duty"]).sum()) if len(t) else 0.0
+
+    @property
+    def traded_value(self) -> float:
+        return float(self.trades["value"].sum()) if len(self.trades) else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """``kline.metrics.strategy_metrics`` of this path, plus blocked-order counts."""
+        m = strategy_metrics(self.equity, self.traded_value, self.costs, self.round_trips)
+        for reason in ("limit_up", "limit_down", "suspended", "t_plus_1", "cash"):
+            m[f"blocked_{reason}"] = int((self.blocked["reason"] == reason).sum()) if len(self.blocked) else 0
+        return m
+
+
+def limit_prices(pre_close: float, limit: float | None) -> tuple[float, float]:
+    """(limit-down, limit-up) prices, rounded to the tick of 0.01; infinite when no limit."""
+    if limit is None or not np.isfinite(pre_close):
+        return -math.inf, math.inf
+    return round(pre_close * (1 - limit), 2), round(pre_close * (1 + limit), 2)
+
+
+def simulate(
+    bars: pd.DataFrame,
+    long_signal: pd.Series,
+    cfg: BacktestConfig,
+    inst: Instrument | None = None,
+) -> SimulationResult:
+    """Simulate one symbol trading ``long_signal`` (bool, index: decision dates) on ``bars``
+    (that symbol's rows: trade_date, open, close, pre_close, ascending).
+
+    The path starts with ``cfg.capital`` in cash at the close of the first decision date and
+    is marked at every later bar's close. Decisions outside the bars are ignored.
+    """
+    if cfg.execution not in EXECUTIONS:
+        raise ValueError(f"unknown execution {cfg.execution!r}: one of {EXECUTIONS}")
+    if inst is None:
+        inst = instrument(str(bars["symbol"].iloc[0]))
+    costs = Costs.for_instrument(cfg, inst)
+    signal = {pd.Timestamp(k).date(): bool(v) for k, v in long_signal.items()}
+    b = bars.sort_values("trade_date")
+    dates = [pd.Timestamp(x).date() for x in b["trade_date"]]
+    first = min(signal) if signal else None
+    keep = [first is not None and d >= first for d in dates]
+    b = b[keep]
+    dates = [d for d, k in zip(dates, keep, strict=True) if k]
+    opens, closes = b["open"].to_numpy(float), b["close"].to_numpy(float)
+    pre = b["pre_close"].to_numpy(float)
+    price_at = opens if cfg.execution == "next_open" else closes
+
+    cash, shares, bought_on, cost_basis = float(cfg.capital), 0, None, 0.0
+    pending: tuple[dt.date, str] | None = None  # (execution session, side)
+    trades, blocked, trips = [], [], []
+    eq, pos = np.empty(len(dates)), np.empty(len(dates))
+    for i, d in enumerate(dates):
+        if pending is not None:
+            when, side = pending
+            pending = None
+            if when < d:
+                blocked.append((when, side, "suspended"))
+            elif when == d:
+                price = price_at[i]
+                down, up = limit_prices(pre[i], inst.price_limit)
+                if side == "buy":
+                    if price >= up - _EPS:
+                        blocked.append((d, side, "limit_up"))
+                    else:
+                        n = _affordable(cash, price, costs)
+                        if n == 0:
+                            blocked.append((d, side, "cash"))
+                        else:
+                            value = n * price
+                            c, t, s = costs.fees(value, side)
+                            cash -= value + c + t + s
+                            shares, bought_on, cost_basis = n, d, value + c + t + s
+                            trades.append((d, side, n, price, value, c, t, s, cash))
+                else:
+                    if bought_on is not None and d <= bought_on:
+                        blocked.append((d, side, "t_plus_1"))
+                    elif price <= down + _EPS:
+                        blocked.append((d, side, "limit_down"))
+                    else:
+                        value = shares * price
+                        c, t, s = costs.fees(value, side)
+                        cash += value - c - t - s
+                        trades.append((d, side, shares, price, value, c, t, s, cash))
+                        trips.append(value - c - t - s - cost_basis)
+                        shares, bought_on, cost_basis = 0, None, 0.0
+        eq[i] = cash + shares * closes[i]
+        pos[i] = shares
+        if d in signal:
+            want_long = signal[d]
+            if want_long and shares == 0:
+                pending = (next_session(d, inst.calendar), "buy")
+            elif not want_long and shares > 0:
+                pending = (next_session(d, inst.calendar), "sell")
+    idx = pd.Index(dates, name="trade_date")
+    return SimulationResult(
+        equity=pd.Series(eq, index=idx, name="equity"),
+        position=pd.Series(pos, index=idx, name="shares"),
+        trades=pd.DataFrame(trades, columns=TRADE_COLUMNS),
+        blocked=pd.DataFrame(blocked, columns=BLOCK_COLUMNS),
+        round_trips=trips,
+    )
+
+
+def _affordable(cash: float, price: float, costs: Costs) -> int:
+    """Most whole lots whose value plus fees fits in ``cash``."""
+    if price <= 0 or not np.isfinite(price):
+        return 0
+    lot = costs.lot_size
+    n = int(cash / (price * (1 + costs.commission + costs.transfer_fee)) // lot) * lot
+    while n > 0:
+        c, t, s = costs.fees(n * price, "buy")
+        if n * price + c + t + s <= cash + _EPS:
+            return n
+        n -= lot
+    return 0
+
+
+def combine(results: Iterable[SimulationResult]) -> SimulationResult:
+    """Portfolio of independent per-symbol sleeves: equities summed on the union of dates
+    (a sleeve's value carried forward over its suspensions, its capital before it starts)."""
+    results = list(results)
+    if not results:
+        raise ValueError("no simulation results to combine")
+    frame = pd.concat([r.equity.rename(i) for i, r in enumerate(results)], axis=1).sort_index()
+    frame = frame.ffill()
+    for i, r in enumerate(results):
+        frame[i] = frame[i].fillna(float(r.equity.iloc[0]) if len(r.equity) else 0.0)
+    trades = [r.trades for r in results if len(r.trades)]
+    blocked = [r.blocked for r in results if len(r.blocked)]
+    return SimulationResult(
+        equity=frame.sum(axis=1).rename("equity"),
+        position=pd.Series(np.nan, index=frame.index, name="shares"),
+        trades=pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(columns=TRADE_COLUMNS),
+        blocked=pd.concat(blocked, ignore_index=True) if blocked else pd.DataFrame(columns=BLOCK_COLUMNS),
+        round_trips=[x for r in results for x in r.round_trips],
+    )
+
+
+def simulate_predictions(
+    bars: pd.DataFrame,
+    predictions: pd.DataFrame,
+    cfg: BacktestConfig,
+    calendars: dict[str, str] | None = None,
+) -> SimulationResult:
+    """Portfolio simulation of one model's predictions (``kline.forecasters.PREDICTION_COLUMNS``)
+    over every symbol in them: long when ``pred_return > cfg.threshold``."""
+    calendars = calendars or {}
+    out = []
+    for sym, p in predictions.groupby("symbol", sort=True):
+        sig = pd.Series((p["pred_return"] > cfg.threshold).to_numpy(), index=p["trade_date"].to_numpy())
+        sb = bars[bars["symbol"] == sym]
+        if sb.empty:
+            continue
+        out.append(simulate(sb, sig, cfg, instrument(str(sym), calendars.get(str(sym)))))
+    return combine(out)
+
+
+def buy_and_hold_signal(predictions: pd.DataFrame) -> pd.DataFrame:
+    """A prediction frame that is always long on the same decision dates (the benchmark)."""
+    p = predictions[["symbol", "trade_date"]].drop_duplicates().copy()
+    p["pred_return"] = math.inf
+    return p
