@@ -97,6 +97,8 @@ class TrainConfig:
     retrain: str = "on_change"  # "always", "every_n" or "on_change" (data fingerprint)
     retrain_every: int = 5  # sessions between retrainings when retrain="every_n"
     test_sessions: int = 250  # sessions held out at the end of history for the backtest
+    rolling_k: int = 20  # rolling_mean baseline: mean of the last k log returns
+    ridge_alpha: float = 10.0  # ridge baseline: L2 penalty on the flattened scaled window
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,16 @@ Time semantics, for every forecaster:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from kline.config import Settings
 
 # Columns of a prediction frame (what ``Forecaster.predict`` returns).
 PREDICTION_COLUMNS = [
@@ -46,3 +52,65 @@ class Forecaster(Protocol):
     def predict(self, panel: pd.DataFrame, dates: Sequence[dt.date] | None = None) -> pd.DataFrame:
         """A frame with ``PREDICTION_COLUMNS``, one row per (symbol, decision date)."""
         ...
+
+
+FORECASTERS = ("lstm", *BASELINES)
+
+
+def make_forecaster(name: str, settings: Settings) -> Forecaster:
+    """An unfitted forecaster by name (``lstm``, ``persistence``, ``rolling_mean``,
+    ``ridge``), configured from ``settings.features`` and ``settings.train``."""
+    from kline import baselines
+
+    if name == "persistence":
+        return baselines.PersistenceForecaster()
+    if name == "rolling_mean":
+        return baselines.RollingMeanForecaster(k=settings.train.rolling_k)
+    if name == "ridge":
+        return baselines.RidgeForecaster(settings.features, alpha=settings.train.ridge_alpha)
+    if name == "lstm":
+        from kline.training import LSTMForecaster
+
+        return LSTMForecaster(settings.features, settings.train)
+    raise ValueError(f"unknown forecaster {name!r}: choose from {', '.join(FORECASTERS)}")
+
+
+def date_mask(trade_dates: np.ndarray, dates: Sequence[dt.date] | None) -> np.ndarray:
+    """Which rows (``datetime64[D]`` or date values) fall on one of ``dates`` (all if None)."""
+    td = pd.to_datetime(pd.Series(trade_dates)).to_numpy().astype("datetime64[D]")
+    if dates is None:
+        return np.ones(len(td), dtype=bool)
+    wanted = np.array([np.datetime64(d, "D") for d in dates], dtype="datetime64[D]")
+    return np.isin(td, wanted)
+
+
+def prediction_frame(
+    symbol: np.ndarray,
+    trade_date: np.ndarray,
+    target_date: np.ndarray,
+    pred_return: np.ndarray,
+    model: str,
+    version: str,
+    train_end: dt.date | None,
+) -> pd.DataFrame:
+    """Assemble a frame with ``PREDICTION_COLUMNS`` (dates as ``datetime.date``), sorted by
+    (symbol, trade_date); rows with a non-finite prediction are dropped."""
+    out = pd.DataFrame(
+        {
+            "symbol": np.asarray(symbol, dtype=object),
+            "trade_date": pd.to_datetime(pd.Series(trade_date)).dt.date.to_numpy(),
+            "target_date": pd.to_datetime(pd.Series(target_date)).dt.date.to_numpy(),
+            "pred_return": np.asarray(pred_return, dtype="float64"),
+            "model": model,
+            "version": version,
+            "train_end": train_end,
+        }
+    )
+    out = out[np.isfinite(out["pred_return"].to_numpy())]
+    return out.sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True)[PREDICTION_COLUMNS]
+
+
+def params_version(name: str, params: dict) -> str:
+    """Content hash naming a fitted baseline (its name, parameters and fitted state)."""
+    blob = json.dumps({"name": name, **params}, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

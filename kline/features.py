@@ -1,0 +1,375 @@
+"""Features, targets, per-symbol scalers and model windows built from curated bars.
+
+The *panel* (``build_features``) has one row per (symbol, trade_date), sorted by both:
+``symbol, trade_date, close`` (adjusted), the configured feature columns, ``target`` (the
+next-session log return, NaN on a symbol's last row) and ``target_date`` (the next row's
+session, or the next calendar session after the last row). Every feature at row ``t`` uses
+bars dated ``<= t`` only; ``target`` is the only column that looks ahead.
+
+The leakage boundary is ``train_end``: a row or a window belongs to training when its
+``target_date <= train_end``, and scalers are fitted on those rows only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from kline.calendar import A_SHARE_CALENDAR, next_session
+from kline.config import FeatureConfig
+
+PANEL_KEYS = ["symbol", "trade_date", "close", "target", "target_date"]
+TARGETS = ("log_return", "seed")
+SCALERS = ("zscore", "minmax")
+_ROLLING_RE = re.compile(r"^(volatility|momentum)_(\d+)$")
+_PLAIN_FEATURES = ("log_return", "hl_range", "open_gap", "log_volume_change", "close", "log_close")
+
+
+class FeatureError(ValueError):
+    """An unknown feature, target or scaler name, or an ill-formed input frame."""
+
+
+def check_feature_config(cfg: FeatureConfig) -> None:
+    """Raise FeatureError naming the first unknown feature, target or scaler."""
+    for name in cfg.features:
+        if name not in _PLAIN_FEATURES and not _ROLLING_RE.match(name):
+            raise FeatureError(
+                f"unknown feature {name!r}: choose from {', '.join(_PLAIN_FEATURES)}, volatility_N, momentum_N"
+            )
+    if cfg.target not in TARGETS:
+        raise FeatureError(f"unknown target {cfg.target!r}: choose from {', '.join(TARGETS)}")
+    if cfg.scaler not in SCALERS:
+        raise FeatureError(f"unknown scaler {cfg.scaler!r}: choose from {', '.join(SCALERS)}")
+    if cfg.window < 1:
+        raise FeatureError(f"window must be >= 1, got {cfg.window}")
+    if not cfg.features:
+        raise FeatureError("no features configured")
+
+
+def feature_fingerprint(cfg: FeatureConfig) -> str:
+    """Short hash of everything that shapes the panel and the windows."""
+    d = {"features": list(cfg.features), "target": cfg.target, "scaler": cfg.scaler, "window": cfg.window}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _adjust(df: pd.DataFrame, adj_factor: pd.DataFrame | None) -> pd.DataFrame:
+    """Scale open/high/low/close by ``factor / first factor`` of each symbol.
+
+    Anchored at the first row, not the latest factor (tushare's qfq), so that a corporate
+    action after ``train_end`` never rescales inputs dated before it.
+    """
+    if adj_factor is None or adj_factor.empty:
+        return df
+    f = adj_factor[["symbol", "trade_date", "adj_factor"]].drop_duplicates(["symbol", "trade_date"], keep="last")
+    df = df.merge(f, on=["symbol", "trade_date"], how="left")
+    factor = df.groupby("symbol", sort=False)["adj_factor"].transform(lambda s: s.ffill().bfill())
+    first = factor.groupby(df["symbol"], sort=False).transform("first")
+    ratio = (factor / first).fillna(1.0).to_numpy()
+    for c in ("open", "high", "low", "close"):
+        df[c] = df[c].to_numpy() * ratio
+    return df.drop(columns="adj_factor")
+
+
+def build_features(
+    bars: pd.DataFrame,
+    cfg: FeatureConfig,
+    adj_factor: pd.DataFrame | None = None,
+    calendar: str = A_SHARE_CALENDAR,
+) -> pd.DataFrame:
+    """The panel (see module doc) from canonical bars, prices adjusted by ``adj_factor``
+    (``symbol, trade_date, adj_factor``) where given. Vectorised over all symbols at once.
+
+    Point in time: pass only bars dated ``<= run_date``; no row reads a later bar except
+    through ``target``.
+    """
+    check_feature_config(cfg)
+    need = ["symbol", "trade_date", "open", "high", "low", "close", "volume"]
+    missing = [c for c in need if c not in bars.columns]
+    if missing:
+        raise FeatureError(f"bars lack column(s): {', '.join(missing)}")
+    df = bars[need].sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True)
+    df = _adjust(df, adj_factor)
+    n = len(df)
+    sym = df["symbol"].to_numpy()
+    first = np.ones(n, dtype=bool)
+    first[1:] = sym[1:] != sym[:-1]
+    last = np.ones(n, dtype=bool)
+    last[:-1] = first[1:]
+    # position of each row inside its symbol's history (0 for the first row)
+    starts = np.flatnonzero(first)
+    pos = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+
+    def lag(a: np.ndarray) -> np.ndarray:
+        out = np.empty_like(a)
+        out[1:] = a[:-1]
+        out[first] = np.nan
+        return out
+
+    def lead(a: np.ndarray) -> np.ndarray:
+        out = np.empty_like(a)
+        out[:-1] = a[1:]
+        out[last] = np.nan
+        return out
+
+    o, h, lo, c = (df[k].to_numpy("float64") for k in ("open", "high", "low", "close"))
+    v = df["volume"].to_numpy("float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_c = np.log(c)
+        ret = log_c - lag(log_c)
+        cols: dict[str, np.ndarray] = {}
+        for name in cfg.features:
+            if name == "log_return":
+                cols[name] = ret
+            elif name == "hl_range":
+                cols[name] = np.log(h / lo)
+            elif name == "open_gap":
+                cols[name] = np.log(o) - lag(log_c)
+            elif name == "log_volume_change":
+                lv = np.log1p(np.maximum(v, 0.0))
+                cols[name] = lv - lag(lv)
+            elif name == "close":
+                continue  # the panel's own close column
+            elif name == "log_close":
+                cols[name] = log_c
+            else:
+                kind, k = _ROLLING_RE.match(name).groups()
+                cols[name] = _rolling(ret, int(k), pos, kind)
+        target = lead(log_c) - log_c
+
+    tdate = df["trade_date"].to_numpy()
+    target_date = np.empty(n, dtype=object)
+    target_date[:-1] = tdate[1:]
+    for i in np.flatnonzero(last):
+        target_date[i] = next_session(tdate[i], calendar)
+    panel = pd.DataFrame({"symbol": sym, "trade_date": tdate, "close": c})
+    for name, values in cols.items():
+        panel[name] = values
+    panel["target"] = target
+    panel["target_date"] = target_date
+    return panel
+
+
+def _rolling(ret: np.ndarray, k: int, pos: np.ndarray, kind: str) -> np.ndarray:
+    """Trailing k-row std (``volatility``, ddof=1) or sum (``momentum``) of log returns,
+    NaN until a symbol has k returns (its first row has none)."""
+    out = np.full(len(ret), np.nan)
+    if len(ret) < k or k < 1:
+        return out
+    win = sliding_window_view(np.nan_to_num(ret), k)  # (n - k + 1, k), row i ends at i + k - 1
+    vals = win.std(axis=1, ddof=1) if kind == "volatility" and k > 1 else win.sum(axis=1)
+    if kind == "volatility" and k == 1:
+        vals = np.zeros_like(vals)
+    out[k - 1 :] = vals
+    out[pos < k] = np.nan
+    return out
+
+
+def feature_columns(cfg: FeatureConfig) -> list[str]:
+    """The panel columns the model reads, in window order (``close`` included if asked)."""
+    return list(cfg.features)
+
+
+def training_target(panel: pd.DataFrame, target: str) -> np.ndarray:
+    """Per row, what the model learns before scaling: the next-session log return, or for
+    ``seed`` the next close (adjusted price units)."""
+    if target == "log_return":
+        return panel["target"].to_numpy("float64")
+    if target == "seed":
+        return panel["close"].to_numpy("float64") * np.exp(panel["target"].to_numpy("float64"))
+    raise FeatureError(f"unknown target {target!r}")
+
+
+def to_log_return(pred: np.ndarray, close: np.ndarray, target: str) -> np.ndarray:
+    """Unscaled model output -> predicted log return from ``close`` (``seed``: a next close)."""
+    if target == "log_return":
+        return pred
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(pred / close)
+
+
+def train_mask(panel: pd.DataFrame, train_end: dt.date) -> np.ndarray:
+    """Rows on the training side of the leakage boundary (``target_date <= train_end``)."""
+    return _as_d64(panel["target_date"]) <= np.datetime64(train_end, "D")
+
+
+def _as_d64(values) -> np.ndarray:
+    return pd.to_datetime(pd.Series(values)).to_numpy().astype("datetime64[D]")
+
+
+@dataclass
+class Scaler:
+    """Per-symbol affine scaling ``(x - loc) / scale`` of some columns; symbols not seen in
+    training use the pooled parameters of all training rows."""
+
+    kind: str
+    columns: list[str]
+    loc: dict[str, list[float]] = field(default_factory=dict)
+    scale: dict[str, list[float]] = field(default_factory=dict)
+    pooled_loc: list[float] = field(default_factory=list)
+    pooled_scale: list[float] = field(default_factory=list)
+
+    def _params(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        uniq, inv = np.unique(np.asarray(symbols, dtype=object).astype(str), return_inverse=True)
+        loc = np.array([self.loc.get(s, self.pooled_loc) for s in uniq], dtype="float64").reshape(len(uniq), -1)
+        scale = np.array([self.scale.get(s, self.pooled_scale) for s in uniq], dtype="float64").reshape(len(uniq), -1)
+        return loc[inv], scale[inv]
+
+    def transform(self, symbols: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """``values`` (n, len(columns)) of rows belonging to ``symbols`` (n,) -> scaled."""
+        loc, scale = self._params(symbols)
+        return (values - loc) / scale
+
+    def inverse(self, symbols: np.ndarray, values: np.ndarray) -> np.ndarray:
+        loc, scale = self._params(symbols)
+        return values * scale + loc
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "columns": list(self.columns),
+            "loc": self.loc,
+            "scale": self.scale,
+            "pooled_loc": self.pooled_loc,
+            "pooled_scale": self.pooled_scale,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Scaler:
+        return cls(d["kind"], list(d["columns"]), d["loc"], d["scale"], d["pooled_loc"], d["pooled_scale"])
+
+
+def fit_scaler(
+    symbols: np.ndarray, values: np.ndarray, columns: Sequence[str], kind: str, mask: np.ndarray
+) -> Scaler:
+    """Per-symbol z-score (mean, std) or min-max (min, max - min) of ``values`` (n, k) over
+    the rows where ``mask`` is true (the training span); NaNs ignored, degenerate scales -> 1."""
+    if kind not in SCALERS:
+        raise FeatureError(f"unknown scaler {kind!r}")
+    values = np.asarray(values, dtype="float64").reshape(len(values), -1)
+    frame = pd.DataFrame(values[mask], columns=list(columns))
+    frame["symbol"] = np.asarray(symbols)[mask]
+    g = frame.groupby("symbol", sort=True)
+    if kind == "zscore":
+        loc, scale = g.mean(), g.std(ddof=0)
+        p_loc, p_scale = frame[list(columns)].mean(), frame[list(columns)].std(ddof=0)
+    else:
+        loc, scale = g.min(), g.max() - g.min()
+        p_loc = frame[list(columns)].min()
+        p_scale = frame[list(columns)].max() - p_loc
+    loc, scale = loc.fillna(0.0), scale.where(scale > 1e-12, 1.0).fillna(1.0)
+    p_loc = p_loc.fillna(0.0)
+    p_scale = p_scale.where(p_scale > 1e-12, 1.0).fillna(1.0)
+    return Scaler(
+        kind,
+        list(columns),
+        {str(s): [float(x) for x in row] for s, row in zip(loc.index, loc.to_numpy(), strict=True)},
+        {str(s): [float(x) for x in row] for s, row in zip(scale.index, scale.to_numpy(), strict=True)},
+        [float(x) for x in p_loc.to_numpy()],
+        [float(x) for x in p_scale.to_numpy()],
+    )
+
+
+@dataclass
+class Windows:
+    """Model samples, one per (symbol, decision date): ``x`` (batch, window, n_features)
+    float32 of scaled features ending at ``trade_date``; ``y`` (batch,) float32 scaled
+    training target (NaN where the next session is not known yet)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    symbol: np.ndarray
+    trade_date: np.ndarray  # datetime64[D], the window's last session
+    target_date: np.ndarray  # datetime64[D]
+    close: np.ndarray  # float64, close at trade_date (adjusted)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def select(self, mask: np.ndarray) -> Windows:
+        return Windows(*(a[mask] for a in (self.x, self.y, self.symbol, self.trade_date, self.target_date, self.close)))
+
+
+def make_windows(
+    panel: pd.DataFrame,
+    columns: Sequence[str],
+    window: int,
+    scaler: Scaler,
+    target_scaler: Scaler,
+    target: str = "log_return",
+) -> Windows:
+    """Every complete window of ``window`` consecutive rows of one symbol with no missing
+    feature, built from a strided view (no loop over samples).
+
+    A window ending at row ``t`` reads rows ``t - window + 1 .. t`` only; its label is row
+    ``t``'s training target, scaled with ``target_scaler``.
+    """
+    sym = panel["symbol"].to_numpy()
+    n = len(panel)
+    raw = panel[list(columns)].to_numpy("float64")
+    feats = scaler.transform(sym, raw).astype("float32")
+    y = target_scaler.transform(sym, training_target(panel, target).reshape(-1, 1))[:, 0].astype("float32")
+    if n < window:
+        empty = np.empty((0, window, len(columns)), dtype="float32")
+        e = np.empty(0)
+        return Windows(empty, e.astype("float32"), e.astype(object), e.astype("datetime64[D]"),
+                       e.astype("datetime64[D]"), e.astype("float64"))
+    first = np.ones(n, dtype=bool)
+    first[1:] = sym[1:] != sym[:-1]
+    # a window ending at row t is valid when rows t-window+1..t share the symbol and have no NaN
+    seg = np.cumsum(first)
+    bad = np.cumsum(~np.isfinite(feats).all(axis=1))
+    end = np.arange(window - 1, n)
+    begin = end - window + 1
+    ok = (seg[end] == seg[begin]) & (bad[end] - np.where(begin > 0, bad[begin - 1], 0) == 0)
+    end = end[ok]
+    view = sliding_window_view(feats, window, axis=0).transpose(0, 2, 1)  # (n-window+1, window, n_features)
+    x = view[end - window + 1]  # gathered copy, (batch, window, n_features), C-contiguous
+    return Windows(
+        x,
+        y[end],
+        sym[end],
+        _as_d64(panel["trade_date"].to_numpy()[end]),
+        _as_d64(panel["target_date"].to_numpy()[end]),
+        panel["close"].to_numpy("float64")[end],
+    )
+
+
+@dataclass
+class Prepared:
+    """Fitted scalers and the windows they produce for one ``train_end``."""
+
+    scaler: Scaler
+    target_scaler: Scaler
+    windows: Windows
+
+    def train(self, train_end: dt.date) -> Windows:
+        """Windows whose target is known by ``train_end`` (the training side)."""
+        w = self.windows
+        return w.select((w.target_date <= np.datetime64(train_end, "D")) & np.isfinite(w.y))
+
+
+def prepare(panel: pd.DataFrame, cfg: FeatureConfig, train_end: dt.date) -> Prepared:
+    """Fit per-symbol scalers on rows with ``target_date <= train_end`` and cut all windows."""
+    check_feature_config(cfg)
+    cols = feature_columns(cfg)
+    mask = train_mask(panel, train_end)
+    sym = panel["symbol"].to_numpy()
+    scaler = fit_scaler(sym, panel[cols].to_numpy("float64"), cols, cfg.scaler, mask)
+    tkind = "minmax" if cfg.target == "seed" else cfg.scaler
+    tgt = training_target(panel, cfg.target)
+    target_scaler = fit_scaler(sym, tgt, ["target"], tkind, mask & np.isfinite(tgt))
+    return Prepared(scaler, target_scaler, make_windows(panel, cols, cfg.window, scaler, target_scaler, cfg.target))
+
+
+def panel_fingerprint(panel: pd.DataFrame) -> str:
+    """Content hash of a panel (all columns, row order included)."""
+    h = pd.util.hash_pandas_object(panel.astype({"trade_date": str, "target_date": str}), index=False).to_numpy()
+    return hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest()[:16]
