@@ -105,14 +105,16 @@ class TrainConfig:
 class BacktestConfig:
     retrain_every: int = 60  # walk-forward: sessions between refits
     window: str = "expanding"  # "expanding" or "rolling"
-    promote_metric: str = "mase"
+    rolling_sessions: int = 750  # training span when window="rolling"
+    models: tuple[str, ...] = ("lstm", "persistence", "rolling_mean", "ridge")  # walk-forward set
+    promote_metric: str = "mase"  # any forecast metric (kline.metrics); lower/higher known
     threshold: float = 0.0  # go long when the predicted return exceeds this
     execution: str = "next_open"  # "next_open" or "next_close"
     capital: float = 1_000_000.0  # CNY per symbol
-    commission: float = 0.00025
-    min_commission: float = 5.0  # CNY
-    stamp_duty: float = 0.0005  # on sells
-    transfer_fee: float = 0.00001
+    commission: float = 0.00025  # of traded value, both sides
+    min_commission: float = 5.0  # CNY per order
+    stamp_duty: float = 0.0005  # of traded value, on sells only (stocks)
+    transfer_fee: float = 0.00001  # of traded value, both sides (stocks)
 
 
 @dataclass(frozen=True)

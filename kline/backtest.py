@@ -1,0 +1,277 @@
+"""Walk-forward evaluation of forecasters, trading simulation, and champion promotion.
+
+Walk-forward: the held-out decision dates are cut into blocks of ``retrain_every`` sessions.
+At the first date ``d0`` of a block a fresh forecaster is fitted with ``train_end = d0``
+(rows whose next-session target is known at ``d0``'s close) and predicts every date of the
+block. The fit sees only rows with ``target_date <= train_end`` (and, for a rolling window,
+only the last ``rolling_sessions`` of them); predict sees rows dated ``<=`` the block's last
+date with every target after ``train_end`` blanked. Every prediction carries the
+``version`` and ``train_end`` of the fit that made it, so leakage can be audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from kline.config import BacktestConfig, Settings
+from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
+from kline.metrics import better, drawdown, forecast_metrics
+from kline.simulation import buy_and_hold_signal, simulate_predictions
+
+WINDOWS = ("expanding", "rolling")
+BUY_AND_HOLD = "buy_and_hold"
+REFERENCE = "persistence"  # the random walk every model must beat
+
+
+class BacktestError(ValueError):
+    """Bad walk-forward parameters or a panel too short to evaluate."""
+
+
+def _d64(values) -> np.ndarray:
+    return pd.to_datetime(pd.Series(values)).to_numpy().astype("datetime64[D]")
+
+
+def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
+    """The last ``sessions`` distinct decision dates of the panel (the latest one included,
+    whose target is not known yet: its prediction is tomorrow's forecast)."""
+    dates = np.unique(_d64(panel["trade_date"]))
+    if len(dates) <= sessions:
+        raise BacktestError(f"panel has {len(dates)} sessions; cannot hold out {sessions} and still train")
+    return [pd.Timestamp(d).date() for d in dates[-sessions:]]
+
+
+def walk_forward(
+    panel: pd.DataFrame,
+    make: Callable[[], Forecaster],
+    test_dates: Sequence[dt.date],
+    retrain_every: int,
+    window: str = "expanding",
+    rolling_sessions: int = 750,
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Out-of-sample predictions (``PREDICTION_COLUMNS``) for ``test_dates`` and one summary
+    per fit (``train_end``, ``version``, rows, wall seconds, the forecaster's own summary)."""
+    if retrain_every < 1:
+        raise BacktestError(f"retrain_every must be >= 1, got {retrain_every}")
+    if window not in WINDOWS:
+        raise BacktestError(f"unknown walk-forward window {window!r}: one of {WINDOWS}")
+    test = sorted(set(test_dates))
+    td, tgt = _d64(panel["trade_date"]), _d64(panel["target_date"])
+    sessions = np.unique(td)
+    preds, fits = [], []
+    for b in range(0, len(test), retrain_every):
+        block = test[b : b + retrain_every]
+        train_end = np.datetime64(block[0], "D")
+        fit_rows = tgt <= train_end
+        if window == "rolling":
+            k = np.searchsorted(sessions, train_end, side="right")
+            start = sessions[max(0, k - rolling_sessions)]
+            fit_rows &= td >= start
+        model = make()
+        t0 = time.perf_counter()
+        summary = model.fit(panel[fit_rows].reset_index(drop=True), block[0])
+        wall = time.perf_counter() - t0
+        visible = panel[td <= np.datetime64(block[-1], "D")].copy()
+        visible.loc[_d64(visible["target_date"]) > train_end, "target"] = np.nan
+        p = model.predict(visible.reset_index(drop=True), block)
+        p = p.assign(train_end=block[0])
+        preds.append(p[PREDICTION_COLUMNS])
+        fits.append({
+            "model": getattr(model, "name", "?"),
+            "train_end": block[0].isoformat(),
+            "block_end": block[-1].isoformat(),
+            "version": str(p["version"].iloc[0]) if len(p) else None,
+            "rows": int(fit_rows.sum()),
+            "wall_s": round(wall, 3),
+            "summary": _jsonable(summary),
+        })
+    out = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PREDICTION_COLUMNS)
+    return out.sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True), fits
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, dt.date):
+        return x.isoformat()
+    if isinstance(x, float | int | str | bool) or x is None:
+        return x
+    return str(x)
+
+
+def attach_realised(predictions: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` plus ``realised``: the panel's next-session log return for the same
+    (symbol, decision date), NaN where not known yet."""
+    real = panel[["symbol", "trade_date", "target"]].rename(columns={"target": "realised"})
+    real = real.assign(trade_date=pd.to_datetime(real["trade_date"]).dt.date)
+    p = predictions.assign(trade_date=pd.to_datetime(predictions["trade_date"]).dt.date)
+    return p.merge(real, on=["symbol", "trade_date"], how="left")
+
+
+def score(predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Forecast metrics per model on rows where the outcome is known; every model is scored
+    on the same (symbol, date) rows, those all models predicted, so the numbers compare."""
+    known = predictions[np.isfinite(predictions["realised"].to_numpy("float64"))]
+    models = sorted(known["model"].unique())
+    keys = None
+    for name in models:
+        k = set(map(tuple, known.loc[known["model"] == name, ["symbol", "trade_date"]].to_numpy()))
+        keys = k if keys is None else keys & k
+    out = {}
+    for name in models:
+        p = known[known["model"] == name]
+        p = p[[(s, d) in keys for s, d in zip(p["symbol"], p["trade_date"], strict=True)]]
+        out[name] = forecast_metrics(p["realised"].to_numpy(), p["pred_return"].to_numpy(), list(p["trade_date"]))
+    return out
+
+
+@dataclass
+class BacktestResult:
+    """Everything the report needs from one backtest run (frames stay in memory; the task
+    writes them to the lake)."""
+
+    predictions: pd.DataFrame  # PREDICTION_COLUMNS + realised
+    fits: list[dict]
+    forecast: dict[str, dict[str, float]]  # model -> forecast metrics
+    strategy: dict[str, dict[str, float]]  # model or buy_and_hold -> strategy metrics
+    equity: pd.DataFrame  # index trade_date, one column per strategy (currency)
+    test_dates: list[dt.date] = field(default_factory=list)
+
+    def drawdowns(self) -> pd.DataFrame:
+        return self.equity.apply(drawdown)
+
+    def metrics_table(self) -> pd.DataFrame:
+        """One row per model: headline forecast and strategy metrics."""
+        rows = []
+        for name, f in self.forecast.items():
+            s = self.strategy.get(name, {})
+            rows.append({"model": name, **{k: f.get(k) for k in TABLE_FORECAST},
+                         **{k: s.get(k) for k in TABLE_STRATEGY}})
+        if BUY_AND_HOLD in self.strategy:
+            s = self.strategy[BUY_AND_HOLD]
+            rows.append({"model": BUY_AND_HOLD, **{k: None for k in TABLE_FORECAST},
+                         **{k: s.get(k) for k in TABLE_STRATEGY}})
+        return pd.DataFrame(rows)
+
+
+TABLE_FORECAST = ["n", "mase", "rmse", "mae", "directional_accuracy", "da_pvalue", "ic", "rank_ic",
+                  "r2_oos", "dm_stat", "dm_pvalue"]
+TABLE_STRATEGY = ["cagr", "volatility", "sharpe", "max_drawdown", "calmar", "turnover", "hit_rate",
+                  "costs"]
+
+
+def run_backtest(
+    panel: pd.DataFrame,
+    bars: pd.DataFrame,
+    settings: Settings,
+    models: Sequence[str] | None = None,
+    factories: dict[str, Callable[[], Forecaster]] | None = None,
+    calendars: dict[str, str] | None = None,
+) -> BacktestResult:
+    """Walk every model over the last ``settings.train.test_sessions`` sessions of ``panel``,
+    score it, and simulate its signal (and buy-and-hold) on raw ``bars``.
+
+    ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
+    give the exchange calendar of symbols outside the A-share registry.
+    """
+    cfg = settings.backtest
+    models = list(models if models is not None else cfg.models)
+    test = held_out_dates(panel, settings.train.test_sessions)
+    factories = dict(factories or {})
+    preds, fits = [], []
+    for name in models:
+        make = factories.get(name) or (lambda n=name: make_forecaster(n, settings))
+        p, f = walk_forward(panel, make, test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
+        preds.append(p)
+        fits.extend(f)
+    predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
+    forecast = score(predictions)
+    strategy, curves = simulate_all(bars, predictions, cfg, calendars)
+    return BacktestResult(predictions, fits, forecast, strategy, curves, test)
+
+
+def simulate_all(
+    bars: pd.DataFrame,
+    predictions: pd.DataFrame,
+    cfg: BacktestConfig,
+    calendars: dict[str, str] | None = None,
+) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """Strategy metrics and equity curves of each model's signal and of buy-and-hold."""
+    strategy, curves = {}, {}
+    for name, p in predictions.groupby("model", sort=True):
+        r = simulate_predictions(bars, p, cfg, calendars)
+        strategy[str(name)], curves[str(name)] = r.metrics(), r.equity
+    if len(predictions):
+        first = predictions[predictions["model"] == predictions["model"].iloc[0]]
+        r = simulate_predictions(bars, buy_and_hold_signal(first), cfg, calendars)
+        strategy[BUY_AND_HOLD], curves[BUY_AND_HOLD] = r.metrics(), r.equity
+    equity = pd.DataFrame(curves).sort_index().ffill() if curves else pd.DataFrame()
+    return strategy, equity
+
+
+def best_by(metric: str, values: dict[str, float]) -> str | None:
+    """Name with the best finite value of ``metric`` (ties: first in sorted order)."""
+    best = None
+    for name in sorted(values):
+        if best is None or better(metric, values[name], values[best]):
+            best = name
+    return best if best is not None and np.isfinite(values[best]) else None
+
+
+def decide_promotion(
+    candidate: str,
+    candidate_version: str | None,
+    forecast: dict[str, dict[str, float]],
+    metric: str,
+    champion: dict | None = None,
+) -> dict:
+    """Champion/challenger decision: promote ``candidate`` only if its walk-forward ``metric``
+    beats persistence on the same held-out rows and the current champion's recorded value.
+
+    ``champion`` is the registry's record (``version`` and ``metric_value`` are read) or None.
+    Returns a JSON-able decision: promote, reason and every number compared.
+    """
+    if candidate not in forecast:
+        raise BacktestError(f"candidate {candidate!r} was not backtested")
+    value = float(forecast[candidate].get(metric, math.nan))
+    ref = float(forecast.get(REFERENCE, {}).get(metric, math.nan))
+    champ_value = float(champion["metric_value"]) if champion and champion.get("metric_value") is not None else None
+    champ_version = champion.get("version") if champion else None
+    if not np.isfinite(value):
+        promote, reason = False, f"{candidate} {metric} is not finite"
+    elif not np.isfinite(ref):
+        promote, reason = False, f"no {REFERENCE} {metric} to compare with"
+    elif not better(metric, value, ref):
+        promote, reason = False, f"{candidate} {metric} {value:.4f} does not beat {REFERENCE} {ref:.4f}"
+    elif champ_version is not None and champ_version == candidate_version:
+        promote, reason = False, f"{candidate} {candidate_version} is already the champion"
+    elif champ_value is not None and not better(metric, value, champ_value):
+        promote, reason = False, (f"{candidate} {metric} {value:.4f} does not beat champion "
+                                  f"{champ_version} {champ_value:.4f}")
+    else:
+        promote = True
+        reason = f"{candidate} {metric} {value:.4f} beats {REFERENCE} {ref:.4f}" + (
+            f" and champion {champ_version} {champ_value:.4f}" if champ_value is not None else " (no champion yet)")
+    return {
+        "promote": bool(promote),
+        "reason": reason,
+        "metric": metric,
+        "candidate": candidate,
+        "candidate_version": candidate_version,
+        "candidate_value": value,
+        "persistence_value": ref,
+        "champion_version": champ_version,
+        "champion_value": champ_value,
+    }

@@ -1,0 +1,196 @@
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kline.backtest import (
+    BUY_AND_HOLD,
+    BacktestError,
+    attach_realised,
+    best_by,
+    decide_promotion,
+    held_out_dates,
+    run_backtest,
+    score,
+    walk_forward,
+)
+from kline.baselines import RidgeForecaster, RollingMeanForecaster
+from kline.config import FeatureConfig, Settings
+from kline.features import build_features
+from kline.forecasters import PREDICTION_COLUMNS, prediction_frame
+from kline.providers.synthetic import SyntheticProvider
+
+SYMBOLS = ["000001.SH", "600519.SH"]
+FEAT = FeatureConfig(features=("log_return", "hl_range", "volatility_5"), window=5)
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return SyntheticProvider(seed=11).fetch(SYMBOLS, dt.date(2022, 1, 1), dt.date(2023, 6, 30))
+
+
+@pytest.fixture(scope="module")
+def panel(bars):
+    return build_features(bars, FEAT)
+
+
+class Oracle:
+    """Predicts the realised target it is handed: must get nothing through the walk-forward."""
+
+    name = "oracle"
+
+    def fit(self, panel, train_end):
+        self.train_end = train_end
+        self.max_target_date = max(panel["target_date"]) if len(panel) else None
+        return {}
+
+    def predict(self, panel, dates=None):
+        m = panel["trade_date"].isin(dates)
+        p = panel[m]
+        return prediction_frame(p["symbol"], p["trade_date"], p["target_date"], p["target"], self.name,
+                                "v", self.train_end)
+
+
+def test_every_prediction_records_a_fit_no_later_than_its_date(panel):
+    test = held_out_dates(panel, 50)
+    preds, fits = walk_forward(panel, lambda: RollingMeanForecaster(k=5), test, retrain_every=20)
+    assert list(preds.columns) == PREDICTION_COLUMNS
+    assert (preds["train_end"] <= preds["trade_date"]).all()
+    assert sorted(preds["train_end"].unique()) == [test[0], test[20], test[40]]
+    assert [f["train_end"] for f in fits] == [test[0].isoformat(), test[20].isoformat(), test[40].isoformat()]
+    assert set(preds["trade_date"]) == set(test)
+    assert len(preds) == 2 * 50
+
+
+def test_walk_forward_hides_every_outcome_after_train_end(panel):
+    test = held_out_dates(panel, 30)
+    made = []
+
+    def make():
+        made.append(Oracle())
+        return made[-1]
+
+    preds, _ = walk_forward(panel, make, test, retrain_every=10)
+    # the oracle reads `target`; with outcomes after train_end blanked it can only predict
+    # rows whose next session had closed by train_end: none of the held-out dates
+    assert preds.empty
+    for o in made:
+        assert o.max_target_date <= o.train_end
+
+
+def test_leakage_perturbing_after_cutoff_changes_no_earlier_prediction(bars):
+    test_n = 60
+    base = build_features(bars, FEAT)
+    test = held_out_dates(base, test_n)
+    cutoff = test[25]  # inside the second refit block
+    rng = np.random.default_rng(0)
+    b2 = bars.copy()
+    after = b2["trade_date"] > cutoff
+    for c in ("open", "high", "low", "close"):
+        b2.loc[after, c] = b2.loc[after, c] * rng.uniform(0.8, 1.25, after.sum())
+    b2.loc[after, "volume"] = b2.loc[after, "volume"] * 3
+    pert = build_features(b2, FEAT)
+    for make in (lambda: RidgeForecaster(FEAT, alpha=1.0), lambda: RollingMeanForecaster(k=5)):
+        a, _ = walk_forward(base, make, test, retrain_every=20)
+        b, _ = walk_forward(pert, make, test, retrain_every=20)
+        a_early, b_early = a[a["trade_date"] <= cutoff], b[b["trade_date"] <= cutoff]
+        pd.testing.assert_frame_equal(a_early.reset_index(drop=True), b_early.reset_index(drop=True))
+        # and the perturbation did reach the later predictions (the test can fail)
+        assert not np.allclose(a[a["trade_date"] > cutoff]["pred_return"], b[b["trade_date"] > cutoff]["pred_return"])
+
+
+def test_rolling_window_trains_on_the_last_sessions_only(panel):
+    seen = []
+
+    class Recorder(Oracle):
+        def fit(self, panel, train_end):
+            seen.append(sorted(set(panel["trade_date"])))
+            return super().fit(panel, train_end)
+
+    test = held_out_dates(panel, 20)
+    walk_forward(panel, Recorder, test, retrain_every=10, window="rolling", rolling_sessions=40)
+    for dates in seen:
+        assert len(dates) <= 40
+    walk_forward(panel, Recorder, test, retrain_every=10, window="expanding")
+    assert len(seen[-1]) > 100
+
+
+def test_walk_forward_rejects_bad_parameters(panel):
+    with pytest.raises(BacktestError, match="retrain_every"):
+        walk_forward(panel, Oracle, held_out_dates(panel, 5), retrain_every=0)
+    with pytest.raises(BacktestError, match="window"):
+        walk_forward(panel, Oracle, held_out_dates(panel, 5), retrain_every=5, window="sliding")
+    with pytest.raises(BacktestError, match="cannot hold out"):
+        held_out_dates(panel.head(10), 50)
+
+
+def test_score_compares_models_on_the_same_rows():
+    d = [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)]
+    rows = []
+    for i, day in enumerate(d):
+        rows.append(("A", day, 0.0, "persistence", [0.01, -0.02, 0.03][i]))
+        if i > 0:  # model x has no prediction on the first day
+            rows.append(("A", day, 0.01, "x", [0.01, -0.02, 0.03][i]))
+    p = pd.DataFrame(rows, columns=["symbol", "trade_date", "pred_return", "model", "realised"])
+    out = score(p)
+    assert out["persistence"]["n"] == out["x"]["n"] == 2
+    assert out["persistence"]["mase"] == pytest.approx(1.0)
+    assert out["x"]["mase"] == pytest.approx((0.03 + 0.02) / 0.05)
+
+
+def test_attach_realised_uses_the_panel_target(panel):
+    test = held_out_dates(panel, 5)
+    preds, _ = walk_forward(panel, lambda: RollingMeanForecaster(k=5), test, retrain_every=5)
+    out = attach_realised(preds, panel)
+    row = out.iloc[0]
+    expect = panel[(panel["symbol"] == row["symbol"]) & (panel["trade_date"] == row["trade_date"])]["target"]
+    assert row["realised"] == pytest.approx(float(expect.iloc[0]))
+    assert out["realised"].isna().sum() == 2  # the last date: tomorrow is not known yet
+
+
+FC = {"lstm": {"mase": 0.98}, "persistence": {"mase": 1.0}}
+
+
+def test_promotion_needs_to_beat_persistence_and_champion():
+    d = decide_promotion("lstm", "v2", FC, "mase", None)
+    assert d["promote"] and d["persistence_value"] == 1.0 and d["champion_version"] is None
+    d = decide_promotion("lstm", "v2", {"lstm": {"mase": 1.02}, "persistence": {"mase": 1.0}}, "mase", None)
+    assert not d["promote"] and "persistence" in d["reason"]
+    d = decide_promotion("lstm", "v2", FC, "mase", {"version": "v1", "metric_value": 0.97})
+    assert not d["promote"] and d["champion_value"] == 0.97
+    d = decide_promotion("lstm", "v2", FC, "mase", {"version": "v1", "metric_value": 0.99})
+    assert d["promote"] and "v1" in d["reason"]
+    d = decide_promotion("lstm", "v1", FC, "mase", {"version": "v1", "metric_value": 0.99})
+    assert not d["promote"]
+
+
+def test_promotion_higher_is_better_metric_and_nan():
+    fc = {"lstm": {"directional_accuracy": 0.53}, "persistence": {"directional_accuracy": float("nan")}}
+    assert not decide_promotion("lstm", "v", fc, "directional_accuracy")["promote"]
+    fc = {"lstm": {"ic": 0.05}, "persistence": {"ic": 0.01}}
+    assert decide_promotion("lstm", "v", fc, "ic")["promote"]
+    with pytest.raises(BacktestError):
+        decide_promotion("ridge", "v", fc, "ic")
+
+
+def test_best_by():
+    assert best_by("mase", {"a": 1.0, "b": 0.9, "c": float("nan")}) == "b"
+    assert best_by("ic", {"a": 0.1, "b": 0.2}) == "b"
+    assert best_by("ic", {"a": float("nan")}) is None
+
+
+def test_run_backtest_baselines_end_to_end(bars, panel):
+    s = Settings(features=FEAT).replace(train={"test_sessions": 40}, backtest={"retrain_every": 20})
+    r = run_backtest(panel, bars, s, models=["persistence", "rolling_mean", "ridge"])
+    assert set(r.forecast) == {"persistence", "rolling_mean", "ridge"}
+    assert r.forecast["persistence"]["mase"] == pytest.approx(1.0)
+    assert set(r.strategy) == {"persistence", "rolling_mean", "ridge", BUY_AND_HOLD}
+    # persistence predicts 0 <= threshold: never long, so its equity stays at the capital
+    assert r.equity["persistence"].iloc[-1] == pytest.approx(2 * s.backtest.capital)
+    assert r.strategy[BUY_AND_HOLD]["trades"] == 0 and r.strategy[BUY_AND_HOLD]["costs"] > 0
+    table = r.metrics_table()
+    assert list(table["model"]) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
+    assert len({f["train_end"] for f in r.fits}) == 2
+    assert dataclasses.is_dataclass(r)
