@@ -47,6 +47,15 @@ def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
     return [pd.Timestamp(d).date() for d in dates[-sessions:]]
 
 
+def held_out_count(panel: pd.DataFrame, settings: Settings) -> int:
+    """Sessions to hold out: ``train.test_fraction`` of the panel's sessions when set, else
+    ``train.test_sessions``."""
+    frac = float(getattr(settings.train, "test_fraction", 0.0) or 0.0)
+    if frac > 0:
+        return max(1, int(round(frac * len(np.unique(_d64(panel["trade_date"]))))))
+    return settings.train.test_sessions
+
+
 def walk_forward(
     panel: pd.DataFrame,
     make: Callable[[], Forecaster],
@@ -180,7 +189,7 @@ def run_backtest(
     factories: dict[str, Callable[[], Forecaster]] | None = None,
     calendars: dict[str, str] | None = None,
 ) -> BacktestResult:
-    """Walk every model over the last ``settings.train.test_sessions`` sessions of ``panel``,
+    """Walk every model over the held-out sessions (``held_out_count``) of ``panel``,
     score it, and simulate its signal (and buy-and-hold) on raw ``bars``.
 
     ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
@@ -188,7 +197,7 @@ def run_backtest(
     """
     cfg = settings.backtest
     models = list(models if models is not None else cfg.models)
-    test = held_out_dates(panel, settings.train.test_sessions)
+    test = held_out_dates(panel, held_out_count(panel, settings))
     factories = dict(factories or {})
     preds, fits = [], []
     for name in models:
