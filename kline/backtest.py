@@ -39,20 +39,25 @@ def _d64(values) -> np.ndarray:
 
 
 def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
-    """The last ``sessions`` distinct decision dates of the panel (the latest one included,
-    whose target is not known yet: its prediction is tomorrow's forecast)."""
-    dates = np.unique(_d64(panel["trade_date"]))
-    if len(dates) <= sessions:
-        raise BacktestError(f"panel has {len(dates)} sessions; cannot hold out {sessions} and still train")
-    return [pd.Timestamp(d).date() for d in dates[-sessions:]]
+    """The last ``sessions`` decision dates with a known outcome (at most half of them, so
+    training keeps data), plus any later date (tomorrow's forecast, scored once it closes).
+    The first held-out date is the train stage's ``train_end`` (``kline.training``)."""
+    td = _d64(panel["trade_date"])
+    known = np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
+    if len(known) < 2 or sessions < 1:
+        raise BacktestError(f"panel has {len(known)} sessions with an outcome; cannot hold out {sessions}")
+    n = min(sessions, len(known) // 2)
+    first = known[len(known) - n]
+    return [pd.Timestamp(d).date() for d in np.unique(td[td >= first])]
 
 
 def held_out_count(panel: pd.DataFrame, settings: Settings) -> int:
-    """Sessions to hold out: ``train.test_fraction`` of the panel's sessions when set, else
-    ``train.test_sessions``."""
+    """Sessions to hold out: ``train.test_fraction`` of the sessions with an outcome when
+    set, else ``train.test_sessions``."""
     frac = float(getattr(settings.train, "test_fraction", 0.0) or 0.0)
     if frac > 0:
-        return max(1, int(round(frac * len(np.unique(_d64(panel["trade_date"]))))))
+        known = _d64(panel["trade_date"])[np.isfinite(panel["target"].to_numpy("float64"))]
+        return max(1, int(round(frac * len(np.unique(known)))))
     return settings.train.test_sessions
 
 
@@ -73,9 +78,13 @@ def walk_forward(
     test = sorted(set(test_dates))
     td, tgt = _d64(panel["trade_date"]), _d64(panel["target_date"])
     sessions = np.unique(td)
+    known = set(np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))]).tolist())
+    blocks = [test[b : b + retrain_every] for b in range(0, len(test), retrain_every)]
+    if len(blocks) > 1 and not any(np.datetime64(d, "D").item() in known for d in blocks[-1]):
+        # only tomorrow's forecast left: no outcome to wait for, so no refit just for it
+        blocks[-2:] = [blocks[-2] + blocks[-1]]
     preds, fits = [], []
-    for b in range(0, len(test), retrain_every):
-        block = test[b : b + retrain_every]
+    for block in blocks:
         train_end = np.datetime64(block[0], "D")
         fit_rows = tgt <= train_end
         if window == "rolling":

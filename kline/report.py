@@ -99,12 +99,22 @@ def json_clean(x):
 
 
 def loss_history_from_fits(fits: Sequence[dict], model: str = "lstm") -> dict[str, list[float]]:
-    """Per-epoch loss series of the last fit of ``model``: every list of numbers in its
-    summary whose key mentions "loss"."""
+    """Per-epoch loss series of the last fit of ``model``: the LSTM's ``history`` (model key
+    -> per-epoch dicts with ``train_loss``/``valid_loss``; at most 3 keys shown), else every
+    list of numbers in its summary whose key mentions "loss"."""
     for f in reversed(list(fits)):
         if f.get("model") != model:
             continue
-        out = {}
+        out: dict[str, list[float]] = {}
+        hist = (f.get("summary") or {}).get("history")
+        if isinstance(hist, dict):
+            for key in sorted(hist)[:3]:
+                epochs = hist[key] if isinstance(hist[key], list) else []
+                for part in ("train", "valid"):
+                    vals = [e.get(f"{part}_loss") for e in epochs if isinstance(e, dict)]
+                    if any(v is not None for v in vals):
+                        out[f"{part} ({key})"] = [math.nan if v is None else float(v) for v in vals]
+            return out
         for k, v in (f.get("summary") or {}).items():
             if "loss" in k and isinstance(v, list) and v and all(isinstance(x, int | float) for x in v):
                 out[k] = [float(x) for x in v]
@@ -142,12 +152,15 @@ def headline(inp: ReportInputs) -> str:
         dm_p = cand.get("dm_pvalue", math.nan)
         if np.isfinite(dm_p):
             verdict += f", Diebold-Mariano p = {dm_p:.2f}" + (" (significant)" if dm_p < 0.05 else " (not significant)")
-    if inp.decision is None:
+    d = inp.decision
+    if d is None:
         promo = "no promotion decision was made"
-    elif inp.decision.get("promote"):
-        promo = f"it was promoted to champion ({inp.decision.get('candidate_version')})"
+    elif d.get("promote"):
+        promo = f"it was promoted to champion ({d.get('candidate_version')})"
+    elif d.get("champion_version") and d.get("champion_version") == d.get("candidate_version"):
+        promo = f"it is already the champion ({d.get('candidate_version')}), promoted on an earlier run"
     else:
-        promo = "it was not promoted"
+        promo = "it was not promoted" + (f" (champion stays {d['champion_version']})" if d.get("champion_version") else "")
     return f"On {n} held-out next-session returns{span}, {verdict}; {promo}."
 
 

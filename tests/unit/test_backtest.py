@@ -61,7 +61,7 @@ def test_every_prediction_records_a_fit_no_later_than_its_date(panel):
     assert sorted(preds["train_end"].unique()) == [test[0], test[20], test[40]]
     assert [f["train_end"] for f in fits] == [test[0].isoformat(), test[20].isoformat(), test[40].isoformat()]
     assert set(preds["trade_date"]) == set(test)
-    assert len(preds) == 2 * 50
+    assert len(test) == 51 and len(preds) == 2 * 51  # 50 scored sessions + tomorrow
 
 
 def test_walk_forward_hides_every_outcome_after_train_end(panel):
@@ -123,7 +123,14 @@ def test_walk_forward_rejects_bad_parameters(panel):
     with pytest.raises(BacktestError, match="window"):
         walk_forward(panel, Oracle, held_out_dates(panel, 5), retrain_every=5, window="sliding")
     with pytest.raises(BacktestError, match="cannot hold out"):
-        held_out_dates(panel.head(10), 50)
+        held_out_dates(panel.head(1), 50)
+
+
+def test_held_out_dates_keep_half_for_training_and_include_tomorrow(panel):
+    dates = sorted(set(panel["trade_date"]))
+    test = held_out_dates(panel, 30)
+    assert test == dates[-31:]  # 30 with an outcome + the last date, whose outcome is unknown
+    assert len(held_out_dates(panel, 10_000)) == (len(dates) - 1) // 2 + 1
 
 
 def test_score_compares_models_on_the_same_rows():
@@ -192,5 +199,7 @@ def test_run_backtest_baselines_end_to_end(bars, panel):
     assert r.strategy[BUY_AND_HOLD]["trades"] == 0 and r.strategy[BUY_AND_HOLD]["costs"] > 0
     table = r.metrics_table()
     assert list(table["model"]) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
+    # 40 scored sessions in blocks of 20, tomorrow's forecast folded into the last block
     assert len({f["train_end"] for f in r.fits}) == 2
+    assert len(r.test_dates) == 41
     assert dataclasses.is_dataclass(r)

@@ -69,7 +69,7 @@ def test_headline_sentence_states_the_comparison(inputs):
     s = headline(inputs)
     f = inputs.forecast
     assert s.endswith(".") and "\n" not in s
-    assert "3 symbols, 39 sessions" in s
+    assert "3 symbols, 40 sessions" in s
     assert f"{f['ridge']['mase']:.3f} vs {f['persistence']['mase']:.3f}" in s
     wins = f["ridge"]["mase"] < f["persistence"]["mase"]
     assert ("ridge beats persistence" in s) == wins
@@ -93,7 +93,7 @@ def test_metrics_json_is_strict_json(rendered):
     back = json.loads(text)
     assert back["forecast"]["persistence"]["mase"] == pytest.approx(1.0)
     assert back["forecast"]["persistence"]["ic"] is None
-    assert back["held_out"]["sessions"] == 39  # 40 held out, the last one not yet realised
+    assert back["held_out"]["sessions"] == 40  # + tomorrow's forecast, not yet realised
     assert back["run_date"] == "2023-06-30"
 
 
@@ -114,6 +114,15 @@ def test_history_merge_replaces_same_run_date():
     assert len(again) == 3
     assert again[again["run_date"] == dt.date(2024, 1, 3)]["mase"].tolist() == [0.9]
     assert np.isnan(h["sharpe"]).all()
+
+
+def test_loss_history_from_lstm_fit_summary():
+    hist = {"global": [{"epoch": 1, "train_loss": 1.0, "valid_loss": 1.2, "lr": 0.001},
+                       {"epoch": 2, "train_loss": 0.9, "valid_loss": None, "lr": 0.001}]}
+    fits = [{"model": "lstm", "summary": {"rows": 10, "history": hist}}]
+    out = loss_history_from_fits(fits)
+    assert out["train (global)"] == [1.0, 0.9]
+    assert out["valid (global)"][0] == 1.2 and np.isnan(out["valid (global)"][1])
 
 
 def test_loss_history_from_fits_takes_last_fit_of_model():
