@@ -54,11 +54,29 @@ def history_start(run_date: dt.date, years: int) -> dt.date:
         return run_date.replace(year=run_date.year - years, day=28) + dt.timedelta(days=1)
 
 
+def covered_through(log: list[dict], symbols: Sequence[str], source: str, run_date: dt.date) -> dict[str, dt.date | None]:
+    """Per symbol, the last date before ``run_date`` that runs *as of an earlier date* fetched
+    from ``source`` (None: never). Entries written by runs as of ``run_date`` or later are
+    ignored, so re-running a date plans the same chunks (and hits the same caches)."""
+    out: dict[str, dt.date | None] = {s: None for s in symbols}
+    last_day = run_date - dt.timedelta(days=1)
+    for e in log:
+        if e.get("source") != source or dt.date.fromisoformat(e.get("as_of", e["end"])) >= run_date:
+            continue
+        end = min(dt.date.fromisoformat(e["end"]), last_day)
+        if dt.date.fromisoformat(e["start"]) > end:
+            continue
+        for s in e.get("symbols", []):
+            if s in out and (out[s] is None or end > out[s]):
+                out[s] = end
+    return out
+
+
 def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk]:
-    """Chunks that bring every symbol up to ``run_date``: from the day after its last logged
-    ingestion (catching up missed days), or the configured history on an empty lake.
+    """Chunks that bring every symbol up to ``run_date``: from the day after what earlier runs
+    fetched (catching up missed days), or the configured history when nothing was.
     Symbols sharing a start date are fetched together, in calendar-month chunks."""
-    last = lake.last_ingested(settings.symbols, settings.provider)
+    last = covered_through(lake.read_ingest_log(), settings.symbols, settings.provider, run_date)
     by_start: dict[dt.date, list[str]] = {}
     for sym in settings.symbols:
         done = last[sym]
@@ -73,11 +91,17 @@ def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk
 
 
 def ingest_range(
-    provider: Provider, lake: Lake, symbols: Sequence[str], start: dt.date, end: dt.date
+    provider: Provider,
+    lake: Lake,
+    symbols: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    as_of: dt.date | None = None,
 ) -> dict:
     """Fetch ``symbols`` over ``[start, end]``, merge into raw day partitions, log it.
 
-    Returns a small reference: source, range, partitions written, row count, content hash.
+    ``as_of`` is the run date of the run that asked (default ``end``), kept in the log for
+    planning. Returns a small reference: source, range, partitions, row count, content hash.
     """
     t0 = time.perf_counter()
     bars = provider.fetch(list(symbols), start, end)
@@ -92,6 +116,7 @@ def ingest_range(
         "symbols": list(symbols),
         "start": start.isoformat(),
         "end": end.isoformat(),
+        "as_of": (as_of or end).isoformat(),
         "rows": written.rows,
         "adj_factor_rows": adj_rows,
         "partitions": len(written.partitions),

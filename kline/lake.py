@@ -429,18 +429,6 @@ class Lake:
             return []
         return [json.loads(x) for x in self.read_text(path).splitlines() if x.strip()]
 
-    def last_ingested(self, symbols: Iterable[str], source: str) -> dict[str, dt.date | None]:
-        """Per symbol, the latest end date of a logged ingestion from ``source`` (None: never)."""
-        out: dict[str, dt.date | None] = {s: None for s in symbols}
-        for e in self.read_ingest_log():
-            if e.get("source") != source:
-                continue
-            end = dt.date.fromisoformat(e["end"])
-            for s in e.get("symbols", []):
-                if s in out and (out[s] is None or end > out[s]):
-                    out[s] = end
-        return out
-
 
 # The schema is re-exported for callers that only import the lake.
 __all__ = ["BAR_SCHEMA", "Lake", "LakePaths", "WriteResult", "content_hash", "resolve_root"]

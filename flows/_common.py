@@ -1,0 +1,41 @@
+"""Flow plumbing shared by the daily and backfill flows: parameters -> settings, run dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from kline.calendar import A_SHARE_CALENDAR, session_on_or_before, today
+from kline.config import Settings, load_settings
+
+
+def resolve_settings(
+    config_file: str | None = None,
+    lake: str | None = None,
+    provider: str | None = None,
+    symbols: list[str] | None = None,
+    source: str | None = None,
+    calendar: str | None = None,
+) -> Settings:
+    """Settings from file and environment, overridden by the flow's parameters."""
+    overrides: dict[str, Any] = {
+        "lake": lake,
+        "provider": provider,
+        "symbols": list(symbols) if symbols else None,
+        "file": {"source": source, "calendar": calendar},
+    }
+    return load_settings(config_file, overrides)
+
+
+def default_run_date(tz: str = "Asia/Shanghai") -> dt.date:
+    """The latest XSHG session on or before today in ``tz``."""
+    return session_on_or_before(today(tz), A_SHARE_CALENDAR)
+
+
+def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None

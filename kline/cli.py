@@ -1,0 +1,237 @@
+"""The ``kline`` command line.
+
+Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input (one plain line on
+stderr naming the problem; nothing is written to the lake). Prefect and Great Expectations
+are imported only by the commands that run flows, so ``--help`` and ``status`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage or input: exit 2 with this message."""
+
+
+def _parse_date(value: str, name: str) -> dt.date:
+    text = value.strip()
+    try:
+        if len(text) == 8 and text.isdigit():
+            return dt.datetime.strptime(text, "%Y%m%d").date()
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
+
+
+def _symbols(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    syms = [s.strip() for s in value.split(",") if s.strip()]
+    if not syms:
+        raise UsageError("--symbols: no symbol given")
+    return syms
+
+
+def _settings(args: argparse.Namespace):
+    from kline.config import ConfigError, load_settings
+
+    overrides: dict[str, Any] = {
+        "lake": getattr(args, "lake", None),
+        "provider": getattr(args, "provider", None),
+        "symbols": _symbols(getattr(args, "symbols", None)),
+        "file": {"source": getattr(args, "source", None), "calendar": getattr(args, "calendar", None)},
+    }
+    try:
+        return load_settings(getattr(args, "config", None), overrides)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
+    """Everything that can be refused before any work: provider, symbols, dates."""
+    from kline.calendar import A_SHARE_CALENDAR, CalendarError, calendar_bounds, today
+    from kline.instruments import SymbolError, instrument, validate_symbol
+    from kline.providers import (
+        ProviderConfigError,
+        UnknownProviderError,
+        check_provider_name,
+        make_provider,
+    )
+
+    try:
+        check_provider_name(settings.provider)
+    except UnknownProviderError as exc:
+        raise UsageError(str(exc)) from None
+    foreign_ok = settings.provider == "file"
+    for sym in settings.symbols:
+        try:
+            validate_symbol(sym, allow_foreign=foreign_ok)
+            if foreign_ok:
+                cal = settings.file.calendars.get(sym) or settings.file.calendar or None
+                instrument(sym, calendar=cal)
+        except (SymbolError, CalendarError) as exc:
+            raise UsageError(str(exc)) from None
+    now = today(settings.timezone)
+    lo, hi = calendar_bounds(A_SHARE_CALENDAR)
+    for d in dates:
+        if d > now:
+            raise UsageError(f"date {d} is in the future (today is {now} in {settings.timezone})")
+        if d < lo or d > hi:
+            raise UsageError(f"date {d} is outside the trading calendar ({lo}..{hi})")
+    try:
+        make_provider(settings)
+    except ProviderConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print_status_table(rows: list[dict], out=None) -> None:
+    out = out or sys.stdout
+    if not rows:
+        print("the lake holds no bars yet", file=out)
+        return
+    head = ["symbol", "first", "last", "rows", "missing", "quarantined", "last_ingested"]
+    table = [[str(r.get(h, "")) for h in head] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), file=out)
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)), file=out)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kline.lake import Lake
+    from kline.status import lake_status
+
+    settings = _settings(args)
+    rows = lake_status(Lake(settings.lake), settings)
+    if args.json:
+        print(json.dumps({"lake": Lake(settings.lake).root, "symbols": rows}, indent=2, default=str))
+    else:
+        print(f"lake: {Lake(settings.lake).root}")
+        _print_status_table(rows)
+    return EXIT_OK
+
+
+def _run_flow(fn, **params) -> tuple[int, Any]:
+    state = fn(**params, return_state=True)
+    if state.is_completed():
+        return EXIT_OK, state.result()
+    msg = state.message or state.name
+    print(f"kline: the pipeline failed: {msg}", file=sys.stderr)
+    return EXIT_FAILED, None
+
+
+def _flow_params(args: argparse.Namespace, settings) -> dict[str, Any]:
+    return {
+        "symbols": _symbols(args.symbols),
+        "provider": args.provider,
+        "lake": settings.lake,
+        "config_file": args.config,
+        "source": args.source,
+        "calendar": args.calendar,
+        "refresh": args.refresh,
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    day = _parse_date(args.date, "--date") if args.date else None
+    _check_inputs(settings, [day] if day else [])
+    from flows.daily import daily_flow
+    from kline.lake import Lake
+    from kline.status import lake_status
+
+    code, result = _run_flow(daily_flow, run_date=day.isoformat() if day else None,
+                             **_flow_params(args, settings))
+    if code == EXIT_OK:
+        lake = Lake(settings.lake)
+        if not result.get("trading_day", True):
+            print(f"{result['run_date']} is not a trading day: nothing to do")
+        else:
+            _print_status_table(lake_status(lake, settings))
+        print(f"Output: {result.get('report') or lake.root}")
+    return code
+
+
+def _terminal_progress(done: int, total: int, label: str) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    end = "\n" if done >= total else ""
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}{end}")
+    sys.stderr.flush()
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    start, end = _parse_date(args.start, "--start"), _parse_date(args.end, "--end")
+    if start > end:
+        raise UsageError(f"reversed range: --start {start} is after --end {end}")
+    _check_inputs(settings, [start, end])
+    from flows import backfill as bf
+    from kline.lake import Lake
+
+    bf.progress_listeners.append(_terminal_progress)
+    code, result = _run_flow(bf.backfill_flow, start=start.isoformat(), end=end.isoformat(),
+                             **_flow_params(args, settings))
+    if code == EXIT_OK:
+        print(f"Output: {result.get('report') or Lake(settings.lake).root}")
+    return code
+
+
+def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
+    p.add_argument("--lake", help="lake root (default ./data_lake; env KLINE_LAKE)")
+    p.add_argument("--config", help="settings file (default ./kline.toml if present)")
+    if data:
+        p.add_argument("--symbols", help="comma-separated codes, e.g. 000001.SH,600519.SH")
+        p.add_argument("--provider", help="synthetic (default), tushare or file")
+        p.add_argument("--source", help="file provider: a CSV/Parquet file or a folder of them")
+        p.add_argument("--calendar", help="file provider: exchange calendar for non-A-share symbols (e.g. XNYS)")
+        p.add_argument("--refresh", action="store_true", help="ignore cached task results and redo every stage")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kline",
+        description="Daily A-share bars into a Parquet lake, validated, modelled and reported, on Prefect.",
+        epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the daily pipeline for one date (default: the latest session)")
+    p.add_argument("--date", help="run date YYYY-MM-DD (default: latest XSHG session, Asia/Shanghai)")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("backfill", help="ingest a historical range in month chunks")
+    p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future)")
+    _add_common(p)
+    p.set_defaults(func=cmd_backfill)
+    p = sub.add_parser("status", help="what the lake holds, per symbol")
+    _add_common(p, data=False)
+    p.add_argument("--symbols", help="comma-separated codes (default: the configured universe)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help is 0, bad usage is 2
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"kline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

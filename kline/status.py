@@ -1,0 +1,65 @@
+"""What the lake holds, per symbol (``kline status``). Reads only the raw layer's key
+columns, the ingestion log and the quarantine index; never imports Prefect or GX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kline.calendar import sessions_array
+from kline.config import Settings
+from kline.instruments import SymbolError, instrument
+from kline.lake import Lake
+
+
+def _calendar_for(symbol: str, settings: Settings) -> str | None:
+    cal = settings.file.calendars.get(symbol) or settings.file.calendar or None
+    try:
+        return instrument(symbol, calendar=cal).calendar
+    except SymbolError:
+        return None
+
+
+def lake_status(lake: Lake, settings: Settings) -> list[dict]:
+    """Per symbol: first/last date, rows, sessions missing between them against its calendar,
+    quarantined rows and the last ingestion time (UTC ISO)."""
+    keys = lake.read_raw_bars(columns=["symbol", "trade_date"])
+    keys = keys.drop_duplicates()
+    try:
+        from kline.validation import quarantine_counts
+
+        quarantined = quarantine_counts(lake)
+    except ImportError:
+        quarantined = {}
+    last_ingested: dict[str, str] = {}
+    for e in lake.read_ingest_log():
+        for s in e.get("symbols", []):
+            if e["fetched_at"] > last_ingested.get(s, ""):
+                last_ingested[s] = e["fetched_at"]
+    symbols = sorted(set(keys["symbol"]) | set(quarantined))
+    rows = []
+    for sym, g in keys.groupby("symbol", sort=True) if not keys.empty else []:
+        dates = np.sort(pd.to_datetime(g["trade_date"]).to_numpy().astype("datetime64[D]"))
+        first, last = dates[0], dates[-1]
+        cal = _calendar_for(sym, settings)
+        missing = None
+        if cal is not None:
+            expected = sessions_array(pd.Timestamp(first).date(), pd.Timestamp(last).date(), cal)
+            missing = int(len(np.setdiff1d(expected, dates)))
+        rows.append(
+            {
+                "symbol": sym,
+                "first": pd.Timestamp(first).date().isoformat(),
+                "last": pd.Timestamp(last).date().isoformat(),
+                "rows": int(len(dates)),
+                "missing": missing,
+                "quarantined": int(quarantined.get(sym, 0)),
+                "last_ingested": last_ingested.get(sym, "")[:19],
+            }
+        )
+    seen = {r["symbol"] for r in rows}
+    for sym in symbols:
+        if sym not in seen:
+            rows.append({"symbol": sym, "first": "", "last": "", "rows": 0, "missing": None,
+                         "quarantined": int(quarantined.get(sym, 0)), "last_ingested": ""})
+    return rows
