@@ -44,8 +44,13 @@ class TushareConfig:
     secret_block: str = ""  # Prefect Secret block name, used when token_env is unset
     calls_per_minute: int = 200  # client-side limit; keep below the account's stated limit
     timeout_s: float = 30.0  # per HTTP call
-    by_date_min_symbols: int = 30  # at or above this many stocks, ask per trade_date instead
+    by_date_min_symbols: int = 30  # at or above this many stocks, per trade_date calls may be
+    # used (when they also take fewer calls than per-symbol ones)
+    max_codes_per_call: int = 100  # stock codes joined into one daily call (ts_code="a,b,...")
     adj_factor: bool = True  # fetch adjustment factors beside raw prices
+    trade_cal_check: bool = True  # cross-check sessions with the vendor's trade_cal
+    publish_lag_days: int = 7  # an open session this recent with no rows at all: not yet
+    # published, raised as transient (older holes are reported, not raised)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class FileConfig:
     calendar: str = ""  # exchange-calendars code for symbols outside the A-share registry
     columns: dict[str, str] = field(default_factory=dict)  # canonical name -> file column
     calendars: dict[str, str] = field(default_factory=dict)  # per-symbol calendar code
+    estimate_amount: bool = True  # no amount column: volume * (O+H+L+C)/4, else NaN
 
 
 @dataclass(frozen=True)

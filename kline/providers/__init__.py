@@ -23,8 +23,23 @@ def _synthetic(settings: Settings) -> Provider:
     return SyntheticProvider(seed=settings.synthetic_seed)
 
 
-PROVIDERS: dict[str, Callable[[Settings], Provider]] = {
+def _tushare(settings: Settings, token_loader: Callable[[str], str] | None = None) -> Provider:
+    from kline.providers.tushare import make_tushare_provider
+
+    return make_tushare_provider(settings, token_loader=token_loader)
+
+
+def _file(settings: Settings) -> Provider:
+    from kline.providers.files import make_file_provider
+
+    return make_file_provider(settings)
+
+
+# tushare also takes ``token_loader`` (e.g. tasks.secrets.prefect_secret_loader)
+PROVIDERS: dict[str, Callable[..., Provider]] = {
     "synthetic": _synthetic,
+    "tushare": _tushare,
+    "file": _file,
 }
 
 
