@@ -92,17 +92,22 @@ class TrainConfig:
     hidden: int = 32
     layers: int = 1
     dropout: float = 0.0
+    head: int = 0  # hidden units of an MLP head; 0 = linear head on the last LSTM state
     epochs: int = 60
-    batch_size: int = 256
+    batch_size: int = 256  # 0 = full batch
     lr: float = 1e-3
+    lr_schedule: str = "cosine"  # "cosine" (annealed over epochs) or "none"
+    weight_decay: float = 0.0
     valid_fraction: float = 0.15  # of training windows, taken from the end of the span
     patience: int = 8  # early-stopping epochs without validation improvement
     clip_grad: float = 1.0
     seed: int = 7
     device: str = "auto"  # "auto" picks CUDA when present
+    threads: int = 1  # torch CPU threads while training (small LSTMs run fastest on 1); 0 = torch default
     retrain: str = "on_change"  # "always", "every_n" or "on_change" (data fingerprint)
     retrain_every: int = 5  # sessions between retrainings when retrain="every_n"
     test_sessions: int = 250  # sessions held out at the end of history for the backtest
+    test_fraction: float = 0.0  # if > 0, hold out this fraction of sessions instead
     rolling_k: int = 20  # rolling_mean baseline: mean of the last k log returns
     ridge_alpha: float = 10.0  # ridge baseline: L2 penalty on the flattened scaled window
 
