@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kline.calendar import A_SHARE_CALENDAR
 from kline.config import BacktestConfig, Settings
+from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
 from kline.metrics import better, drawdown, forecast_metrics
 from kline.simulation import buy_and_hold_signal, simulate_predictions
@@ -167,6 +169,18 @@ class BacktestResult:
     equity: pd.DataFrame  # index trade_date, one column per strategy (currency)
     test_dates: list[dt.date] = field(default_factory=list)
 
+    def summary(self) -> dict:
+        """JSON-able numbers: test span, forecast and strategy metrics, fit log."""
+        known = self.predictions[self.predictions["realised"].notna()]
+        return {
+            "test_dates": [d.isoformat() for d in self.test_dates],
+            "scored_sessions": int(known["trade_date"].nunique()) if len(known) else 0,
+            "symbols": sorted(map(str, self.predictions["symbol"].unique())),
+            "forecast": self.forecast,
+            "strategy": self.strategy,
+            "fits": self.fits,
+        }
+
     def drawdowns(self) -> pd.DataFrame:
         return self.equity.apply(drawdown)
 
@@ -218,6 +232,21 @@ def run_backtest(
     forecast = score(predictions)
     strategy, curves = simulate_all(bars, predictions, cfg, calendars)
     return BacktestResult(predictions, fits, forecast, strategy, curves, test)
+
+
+def backtest_bars(
+    bars: pd.DataFrame,
+    settings: Settings,
+    adj_factor: pd.DataFrame | None = None,
+    calendar: str = A_SHARE_CALENDAR,
+    calendars: dict[str, str] | None = None,
+    models: Sequence[str] | None = None,
+    factories: dict[str, Callable[[], Forecaster]] | None = None,
+) -> BacktestResult:
+    """``run_backtest`` from canonical bars dated ``<= run_date``: features (prices adjusted
+    by ``adj_factor``) for the forecasts, raw prices for the trading simulation."""
+    panel = build_features(bars, settings.features, adj_factor, calendar=calendar)
+    return run_backtest(panel, bars, settings, models, factories, calendars)
 
 
 def simulate_all(

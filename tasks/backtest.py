@@ -1,0 +1,135 @@
+"""Backtest stage: walk-forward evaluation of every model, then the champion decision.
+
+``backtest`` is cached on (run date, symbols, stage settings, data fingerprint) and writes
+``backtests/<run_date>-<key>/``: ``predictions.parquet``, ``equity.parquet`` and
+``summary.json``. ``promote`` reads that summary and the registry's champion, decides, and
+records the decision; it is not cached, because the registry's state is one of its inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pandas as pd
+import pyarrow as pa
+from prefect import task
+
+from kline.backtest import backtest_bars, decide_promotion
+from kline.calendar import A_SHARE_CALENDAR
+from kline.instruments import is_a_share_code
+from kline.lake import Lake, content_hash
+from kline.report import json_clean
+from tasks._common import STAGE_CACHE, settings_from
+
+PREDICTIONS_FILE = "predictions.parquet"
+EQUITY_FILE = "equity.parquet"
+SUMMARY_FILE = "summary.json"
+DECISION_FILE = "decision.json"
+
+
+def backtest_run_id(run_date: str, settings: dict, symbols: list[str], data_fingerprint: str) -> str:
+    """``<run_date>-<12 hex>``: one folder per date and configuration, so runs with other
+    settings never overwrite each other."""
+    blob = json.dumps([settings, sorted(symbols), data_fingerprint], sort_keys=True).encode()
+    return f"{run_date}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def _frame_table(df: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+@task(name="backtest", task_run_name="backtest-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
+def backtest(
+    lake_root: str,
+    settings: dict,
+    run_date: str,
+    symbols: list[str],
+    data_fingerprint: str = "",
+    calendars: dict[str, str] | None = None,
+) -> dict:
+    """Walk-forward backtest of ``settings["backtest"]["models"]`` on curated bars of
+    ``symbols`` up to ``run_date`` (ISO). ``settings`` is the backtest stage's sub-dict;
+    ``data_fingerprint`` (of the curated input) is there to key the cache.
+
+    Returns the run id, file paths, the held-out span and each model's promotion metric.
+    """
+    s = settings_from(settings)
+    lake = Lake(lake_root)
+    day = dt.date.fromisoformat(run_date)
+    bars = lake.read_curated_bars(symbols, end=day)
+    if bars.empty:
+        raise ValueError(f"no curated bars for {symbols} up to {run_date}: run ingest and validate first")
+    adj = lake.read_adj_factor(symbols, end=day)
+    calendars = dict(calendars or {})
+    foreign = {c for sym, c in calendars.items() if not is_a_share_code(sym)}
+    calendar = foreign.pop() if len(foreign) == 1 else A_SHARE_CALENDAR
+    result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars)
+
+    run = backtest_run_id(run_date, settings, symbols, data_fingerprint)
+    paths = lake.paths
+    folder = paths.backtest_dir(run)
+    summary = {
+        "run": run,
+        "run_date": run_date,
+        "data_fingerprint": data_fingerprint or content_hash(bars),
+        **result.summary(),
+    }
+    equity = result.equity.rename_axis("trade_date").reset_index()
+    lake.atomic_write_table(f"{folder}/{PREDICTIONS_FILE}", _frame_table(result.predictions))
+    lake.atomic_write_table(f"{folder}/{EQUITY_FILE}", _frame_table(equity))
+    lake.atomic_write_text(f"{folder}/{SUMMARY_FILE}", json.dumps(json_clean(summary), indent=1))
+    metric = s.backtest.promote_metric
+    return {
+        "run": run,
+        "dir": folder,
+        "predictions": f"{folder}/{PREDICTIONS_FILE}",
+        "equity": f"{folder}/{EQUITY_FILE}",
+        "summary": f"{folder}/{SUMMARY_FILE}",
+        "data_fingerprint": summary["data_fingerprint"],
+        "test_start": result.test_dates[0].isoformat(),
+        "test_end": result.test_dates[-1].isoformat(),
+        "scored_sessions": summary["scored_sessions"],
+        "metric": metric,
+        "values": json_clean({m: f.get(metric) for m, f in result.forecast.items()}),
+    }
+
+
+def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
+    """The registry's champion as ``decide_promotion`` reads it: version and the metric
+    value recorded when it was promoted (None when recorded under another metric)."""
+    from kline import registry
+
+    rec = registry.get_champion(lake, name)
+    if not rec:
+        return None
+    decision = rec.get("decision") or {}
+    value = decision.get("candidate_value") if decision.get("metric") == metric else None
+    return {"version": rec.get("version"), "metric_value": value}
+
+
+@task(name="promote", task_run_name="promote-{run_date}")
+def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict) -> dict:
+    """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
+    becomes champion only if its walk-forward metric beats persistence and the champion's.
+
+    Records the decision beside the backtest and, on promotion, in the registry; returns it.
+    """
+    from kline import registry
+
+    s = settings_from(settings)
+    lake = Lake(lake_root)
+    summary = json.loads(lake.read_text(backtest_ref["summary"]))
+    name, version = candidate["name"], candidate.get("version")
+    metric = s.backtest.promote_metric
+    forecast = {m: {k: (float("nan") if v is None else v) for k, v in f.items()}
+                for m, f in summary["forecast"].items()}
+    champion = _champion_record(lake, name, metric)
+    decision = decide_promotion(name, version, forecast, metric, champion)
+    decision.update(run_date=run_date, backtest_run=backtest_ref["run"],
+                    held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
+    if decision["promote"]:
+        registry.set_champion(lake, name, version, json_clean(decision))
+    lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", json.dumps(json_clean(decision), indent=1))
+    return json_clean(decision)

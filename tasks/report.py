@@ -1,0 +1,119 @@
+"""Report stage: render the run date's report, save it under ``reports/<run_date>/`` and
+publish Prefect artifacts with stable keys (summary markdown, metrics table, report link).
+
+Not cached: it is cheap, it appends this run to the metrics history, and the artifacts must
+be published on every run, including a re-run of the same date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pyarrow as pa
+from prefect import task
+
+from kline.lake import Lake
+from kline.report import (
+    FIGURES,
+    ReportInputs,
+    history_rows,
+    json_clean,
+    loss_history_from_fits,
+    merge_history,
+    metrics_rows,
+    render_report,
+)
+
+SUMMARY_KEY = "kline-report-summary"
+METRICS_KEY = "kline-report-metrics"
+LINK_KEY = "kline-report-link"
+TABLE_COLUMNS = ["model", "n", "mase", "rmse", "directional_accuracy", "da_pvalue", "ic", "r2_oos",
+                 "dm_pvalue", "cagr", "sharpe", "max_drawdown", "costs"]
+
+
+def _in_run_context() -> bool:
+    from prefect.context import TaskRunContext
+
+    return TaskRunContext.get() is not None
+
+
+def _report_url(path: str) -> str:
+    return path if "://" in path else f"file://{path}"
+
+
+def publish_artifacts(run_date: str, summary_md: str, rows: list[dict], html_path: str, sentence: str) -> list[str]:
+    """Markdown summary, metrics table and a link to report.html, under stable keys."""
+    from prefect.artifacts import (
+        create_link_artifact,
+        create_markdown_artifact,
+        create_table_artifact,
+    )
+
+    create_markdown_artifact(markdown=summary_md, key=SUMMARY_KEY, description=f"kline report {run_date}")
+    table = [{k: r.get(k) for k in TABLE_COLUMNS} for r in json_clean(rows)]
+    create_table_artifact(table=table, key=METRICS_KEY, description=f"held-out metrics {run_date}")
+    create_link_artifact(link=_report_url(html_path), link_text=f"report {run_date}", key=LINK_KEY,
+                         description=sentence)
+    return [SUMMARY_KEY, METRICS_KEY, LINK_KEY]
+
+
+@task(name="report", task_run_name="report-{run_date}")
+def report(
+    lake_root: str,
+    run_date: str,
+    symbols: list[str],
+    backtest_ref: dict,
+    decision: dict | None = None,
+    candidate: str = "lstm",
+    model_card: dict | None = None,
+    validation: dict | None = None,
+) -> dict:
+    """Render and save ``report.html``, the PNGs and ``metrics.json`` for ``run_date`` (ISO)
+    from the backtest stage's files; append the run to the metrics history; publish the
+    artifacts when run inside Prefect. Returns the folder, file paths and the sentence."""
+    lake = Lake(lake_root)
+    day = dt.date.fromisoformat(run_date)
+    summary = json.loads(lake.read_text(backtest_ref["summary"]))
+    predictions = lake.read_table(backtest_ref["predictions"]).to_pandas()
+    equity = lake.read_table(backtest_ref["equity"]).to_pandas().set_index("trade_date")
+    bars = lake.read_curated_bars(symbols, end=day, columns=["symbol", "trade_date", "close"])
+    nan = float("nan")
+    forecast = {m: {k: nan if v is None else v for k, v in f.items()} for m, f in summary["forecast"].items()}
+    strategy = {m: {k: nan if v is None else v for k, v in f.items()} for m, f in summary["strategy"].items()}
+
+    paths = lake.paths
+    with lake.lock("metrics-history"):
+        hpath = paths.metrics_history()
+        old = lake.read_table(hpath).to_pandas() if lake.exists(hpath) else None
+        if old is not None:
+            old["run_date"] = pd.to_datetime(old["run_date"]).dt.date
+        history = merge_history(old, history_rows(day, forecast, strategy))
+        lake.atomic_write_table(hpath, pa.Table.from_pandas(history, preserve_index=False))
+
+    inp = ReportInputs(
+        run_date=day, candidate=candidate, bars=bars, predictions=predictions, forecast=forecast,
+        strategy=strategy, equity=equity, loss_history=loss_history_from_fits(summary.get("fits", []), candidate),
+        decision=decision, model_card=model_card, validation=validation,
+        fingerprint=summary.get("data_fingerprint", ""), history=history,
+    )
+    rep = render_report(inp)
+    rep.close()
+    folder = paths.report_dir(day)
+    files = {}
+    for name in FIGURES:
+        files[f"{name}.png"] = f"{folder}/{name}.png"
+        lake.atomic_write_bytes(files[f"{name}.png"], rep.pngs[name])
+    files["metrics.json"] = f"{folder}/metrics.json"
+    lake.atomic_write_text(files["metrics.json"], json.dumps(rep.metrics, indent=1, allow_nan=False))
+    files["summary.md"] = f"{folder}/summary.md"
+    lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
+    files["report.html"] = f"{folder}/report.html"  # last: its presence means the report is whole
+    lake.atomic_write_text(files["report.html"], rep.html)
+    artifacts = []
+    if _in_run_context():
+        artifacts = publish_artifacts(run_date, rep.summary_markdown, metrics_rows(forecast, strategy),
+                                      files["report.html"], rep.summary)
+    return {"dir": folder, "files": files, "summary": rep.summary, "artifacts": artifacts,
+            "history_rows": len(history)}
