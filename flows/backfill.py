@@ -52,8 +52,9 @@ def backfill_flow(
     refs = []
     with tags(f"provider:{settings.provider}", f"universe:{len(settings.symbols)}", "backfill"):
         for i, (c0, c1) in enumerate(chunks, 1):
+            # each chunk is logged as of its own end: what a daily run on that date would know
             refs.append(task(lk.root, sub, list(settings.symbols), c0.isoformat(), c1.isoformat(),
-                             b.isoformat()))
+                             c1.isoformat()))
             _progress(i, len(chunks), f"{c0:%Y-%m}", artifact_id)
     rows = sum(r["rows"] for r in refs)
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)

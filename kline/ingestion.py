@@ -72,11 +72,28 @@ def covered_through(log: list[dict], symbols: Sequence[str], source: str, run_da
     return out
 
 
+def _coverage(lake: Lake, symbols: Sequence[str], source: str, run_date: dt.date) -> dict[str, dt.date | None]:
+    """``covered_through`` reading log months newest first, stopping once older months cannot
+    matter: an entry's end never exceeds its as-of date, so a month older than every symbol's
+    coverage adds nothing."""
+    months = [m for m in lake.ingest_log_months() if m <= run_date.isoformat()[:7]]
+    cover: dict[str, dt.date | None] = {s: None for s in symbols}
+    for m in reversed(months):
+        found = covered_through(lake.read_ingest_log([m]), symbols, source, run_date)
+        for s, d in found.items():
+            if d is not None and (cover[s] is None or d > cover[s]):
+                cover[s] = d
+        month_start = dt.date.fromisoformat(f"{m}-01")
+        if all(d is not None and d >= month_start for d in cover.values()):
+            break
+    return cover
+
+
 def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk]:
     """Chunks that bring every symbol up to ``run_date``: from the day after what earlier runs
     fetched (catching up missed days), or the configured history when nothing was.
     Symbols sharing a start date are fetched together, in calendar-month chunks."""
-    last = covered_through(lake.read_ingest_log(), settings.symbols, settings.provider, run_date)
+    last = _coverage(lake, settings.symbols, settings.provider, run_date)
     by_start: dict[dt.date, list[str]] = {}
     for sym in settings.symbols:
         done = last[sym]

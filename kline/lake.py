@@ -14,7 +14,7 @@ Layout (relative to the root)::
     features/<fingerprint>/...                         feature frames
     models/<name>/<version>/  models/<name>/champion.json
     backtests/<run>/  reports/<run_date>/
-    _state/ingest_log.jsonl  _state/locks/  _state/prefect-results/
+    _state/ingest_log/as_of=YYYY-MM.jsonl  _state/locks/  _state/prefect-results/
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kline.schema import ADJ_SCHEMA, BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
@@ -126,8 +127,14 @@ class LakePaths:
     def metrics_history(self) -> str:
         return self._join("reports", "metrics_history.parquet")
 
-    def ingest_log(self) -> str:
-        return self._join("_state", "ingest_log.jsonl")
+    def ingest_log_dir(self) -> str:
+        return self._join("_state", "ingest_log")
+
+    def ingest_log(self, month: str) -> str:
+        """One JSON-lines file per month of the runs' as-of date (``YYYY-MM``)."""
+        if not re.match(r"^\d{4}-\d{2}$", month):
+            raise ValueError(f"ill-formed log month {month!r}")
+        return self._join("_state", "ingest_log", f"as_of={month}.jsonl")
 
     def lock(self, key: str) -> str:
         return self._join("_state", "locks", f"{_safe_name(key, 'lock key')}.lock")
@@ -240,27 +247,30 @@ class Lake:
 
     # -- raw layer -----------------------------------------------------------------------
     def write_raw_bars(self, bars: pd.DataFrame, source: str) -> WriteResult:
-        """Merge canonical bars into their day partitions: per (symbol, trade_date) the row in
-        ``bars`` replaces a stored one, other stored rows stay. Atomic and idempotent per day."""
+        """Merge canonical bars into their day partitions, atomically, one lock per day.
+
+        For each day, the rows of ``bars`` replace every stored row of the same symbols (the
+        newest fetch wins) and other symbols' rows stay. Rows within one fetch are kept as the
+        provider sent them, duplicates included, so validation can see and quarantine them.
+        """
         if bars.empty:
             return WriteResult([], 0, content_hash(bars))
-        bars = bars[BAR_COLUMNS]
+        table = to_table(bars).sort_by([("trade_date", "ascending"), ("symbol", "ascending")])
+        days = table.column("trade_date").to_numpy()
+        starts = np.concatenate([[0], np.flatnonzero(days[1:] != days[:-1]) + 1])
+        ends = np.concatenate([starts[1:], [len(days)]])
         partitions: list[str] = []
-        dates = bars["trade_date"].to_numpy()
-        order = np.argsort(dates, kind="stable")
-        sorted_dates = dates[order]
-        bounds = np.flatnonzero(sorted_dates[1:] != sorted_dates[:-1]) + 1
-        for idx in np.split(order, bounds):
-            day = dates[idx[0]]
-            part = bars.iloc[idx]
+        for a, b in zip(starts, ends, strict=True):
+            day = pd.Timestamp(days[a]).date()
+            part = table.slice(a, b - a)
             path = self.paths.raw_bars(day, source)
             with self.lock(f"raw-{day.isoformat()}"):
                 if self.exists(path):
-                    old = self.read_table(path).to_pandas()
-                    old = old[~old["symbol"].isin(part["symbol"])]
-                    part = pd.concat([old, part], ignore_index=True)
-                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol", kind="stable")
-                self.atomic_write_table(path, to_table(part))
+                    old = self.read_table(path)
+                    keep = pc.invert(pc.is_in(old.column("symbol"), value_set=pc.unique(part.column("symbol"))))
+                    part = pa.concat_tables([old.filter(keep).cast(BAR_SCHEMA), part])
+                    part = part.sort_by([("symbol", "ascending")])
+                self.atomic_write_table(path, part)
             partitions.append(f"trade_date={day.isoformat()}")
         return WriteResult(partitions, len(bars), content_hash(bars))
 
@@ -415,19 +425,31 @@ class Lake:
         return removed
 
     # -- ingestion log ---------------------------------------------------------------------
+    # Split by the month of the run's as-of date, so appending and planning touch only the
+    # newest files and daily cost does not grow with history.
     def append_ingest_log(self, entry: dict) -> None:
-        """Append one JSON line (read-modify-rename under a lock, so it works on any fs)."""
-        path = self.paths.ingest_log()
+        """Append one JSON line to its month's file (rewrite-and-rename under a lock, so it
+        works on any filesystem). ``entry["as_of"]`` (or ``entry["end"]``) picks the month."""
+        month = str(entry.get("as_of") or entry["end"])[:7]
+        path = self.paths.ingest_log(month)
         line = json.dumps(entry, sort_keys=True, default=str) + "\n"
         with self.lock("ingest-log"):
             old = self.read_text(path) if self.exists(path) else ""
             self.atomic_write_text(path, old + line)
 
-    def read_ingest_log(self) -> list[dict]:
-        path = self.paths.ingest_log()
-        if not self.exists(path):
-            return []
-        return [json.loads(x) for x in self.read_text(path).splitlines() if x.strip()]
+    def ingest_log_months(self) -> list[str]:
+        """Months (``YYYY-MM``) that have log entries, ascending."""
+        return [n[6:13] for n in self.listdir(self.paths.ingest_log_dir())
+                if n.startswith("as_of=") and n.endswith(".jsonl")]
+
+    def read_ingest_log(self, months: Iterable[str] | None = None) -> list[dict]:
+        """Log entries of the given months (default: all), oldest month first."""
+        out = []
+        for m in self.ingest_log_months() if months is None else months:
+            path = self.paths.ingest_log(m)
+            if self.exists(path):
+                out.extend(json.loads(x) for x in self.read_text(path).splitlines() if x.strip())
+        return out
 
 
 # The schema is re-exported for callers that only import the lake.

@@ -65,8 +65,8 @@ def _year_draws(seed: int, symbol: str, year: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1024)
-def _path(seed: int, symbol: str) -> pd.DataFrame:
-    """The symbol's full bar history from EPOCH to the calendar's last session."""
+def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
+    """The symbol's full bar history from EPOCH to the calendar's last session, as columns."""
     inst = instrument(symbol)
     anchor, base_vol, base_volume = _params(symbol)
     sessions = sessions_array(EPOCH, calendar_bounds(A_SHARE_CALENDAR)[1])
@@ -126,18 +126,11 @@ def _path(seed: int, symbol: str) -> pd.DataFrame:
     # After a suspension, pre_close is the last traded close, as the exchange reports it.
     last_close = pd.Series(np.where(keep, close, np.nan)).ffill().shift(1).to_numpy()
     pre = np.where(np.isnan(last_close), pre_close, last_close)
-    return pd.DataFrame(
-        {
-            "trade_date": sessions[keep],
-            "open": open_[keep],
-            "high": high[keep],
-            "low": low[keep],
-            "close": close[keep],
-            "pre_close": pre[keep],
-            "volume": volume[keep],
-            "amount": amount[keep],
-        }
-    )
+    cols = {"trade_date": sessions[keep], "open": open_[keep], "high": high[keep], "low": low[keep],
+            "close": close[keep], "pre_close": pre[keep], "volume": volume[keep], "amount": amount[keep]}
+    for v in cols.values():
+        v.setflags(write=False)  # cached and shared between calls
+    return cols
 
 
 class SyntheticProvider:
@@ -150,22 +143,24 @@ class SyntheticProvider:
 
     def fetch(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Canonical bars on XSHG sessions in ``[start, end]``; suspended days have no row."""
-        frames = []
         lo, hi = np.datetime64(start, "D"), np.datetime64(end, "D")
-        now = pd.Timestamp.now(tz="UTC")
+        parts: dict[str, list[np.ndarray]] = {}
+        names: list[np.ndarray] = []
         for sym in symbols:
             validate_symbol(sym)
             p = _path(self.seed, sym)
-            d = p["trade_date"].to_numpy()
+            d = p["trade_date"]
             i, j = np.searchsorted(d, lo, "left"), np.searchsorted(d, hi, "right")
-            if j > i:
-                part = p.iloc[i:j].copy()
-                part.insert(0, "symbol", sym)
-                frames.append(part)
-        if not frames:
+            if j <= i:
+                continue
+            for k, v in p.items():
+                parts.setdefault(k, []).append(v[i:j])
+            names.append(np.full(j - i, sym, dtype=object))
+        if not names:
             return empty_bars()
-        df = pd.concat(frames, ignore_index=True)
-        df["trade_date"] = pd.to_datetime(df["trade_date"]).dt.date
+        df = pd.DataFrame({k: np.concatenate(v) for k, v in parts.items()})
+        df.insert(0, "symbol", np.concatenate(names))
+        df["trade_date"] = df["trade_date"].dt.date
         df["source"] = self.name
-        df["ingested_at"] = now
+        df["ingested_at"] = pd.Timestamp.now(tz="UTC")
         return df[BAR_COLUMNS]

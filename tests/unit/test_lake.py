@@ -21,7 +21,7 @@ def test_literal_paths(tmp_path):
     assert p.quarantine_bars(D1, "run-1") == f"{r}/quarantine/bars/trade_date=2024-01-02/run-1.parquet"
     assert p.model_dir("lstm", "v1") == f"{r}/models/lstm/v1"
     assert p.report_dir(D1) == f"{r}/reports/2024-01-02"
-    assert p.ingest_log() == f"{r}/_state/ingest_log.jsonl"
+    assert p.ingest_log("2024-01") == f"{r}/_state/ingest_log/as_of=2024-01.jsonl"
     assert p.prefect_results() == f"{r}/_state/prefect-results"
     with pytest.raises(ValueError):
         p.raw_bars(D1, "../evil")
@@ -119,5 +119,8 @@ def test_curated_upsert_and_delete(lake):
 
 def test_ingest_log_roundtrip(lake):
     lake.append_ingest_log({"source": "synthetic", "start": "2024-01-02", "end": "2024-01-04"})
+    lake.append_ingest_log({"source": "synthetic", "start": "2024-01-05", "end": "2024-02-05", "as_of": "2024-02-05"})
     lake.append_ingest_log({"source": "synthetic", "start": "2024-01-05", "end": "2024-01-05"})
-    assert [e["end"] for e in lake.read_ingest_log()] == ["2024-01-04", "2024-01-05"]
+    assert [e["end"] for e in lake.read_ingest_log()] == ["2024-01-04", "2024-01-05", "2024-02-05"]
+    assert lake.ingest_log_months() == ["2024-01", "2024-02"]
+    assert [e["end"] for e in lake.read_ingest_log(["2024-02"])] == ["2024-02-05"]
