@@ -106,6 +106,7 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads while training (small LSTMs run fastest on 1); 0 = torch default
     retrain: str = "on_change"  # "always", "every_n" or "on_change" (data fingerprint)
     retrain_every: int = 5  # sessions between retrainings when retrain="every_n"
+    warm_start: bool = True  # start from the champion's weights when features and shape match
     test_sessions: int = 250  # sessions held out at the end of history for the backtest
     test_fraction: float = 0.0  # if > 0, hold out this fraction of sessions instead
     rolling_k: int = 20  # rolling_mean baseline: mean of the last k log returns

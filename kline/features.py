@@ -373,3 +373,24 @@ def panel_fingerprint(panel: pd.DataFrame) -> str:
     """Content hash of a panel (all columns, row order included)."""
     h = pd.util.hash_pandas_object(panel.astype({"trade_date": str, "target_date": str}), index=False).to_numpy()
     return hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest()[:16]
+
+
+PANEL_FILE = "panel.parquet"
+
+
+def save_panel(lake, panel: pd.DataFrame, fingerprint: str) -> str:
+    """Write the panel to ``features/<fingerprint>/panel.parquet`` (atomic); returns the path."""
+    import pyarrow as pa
+
+    path = f"{lake.paths.features_dir(fingerprint)}/{PANEL_FILE}"
+    table = pa.Table.from_pandas(panel.astype({"symbol": object}), preserve_index=False)
+    lake.atomic_write_table(path, table, row_group_size=65_536)
+    return path
+
+
+def load_panel(lake, path: str) -> pd.DataFrame:
+    """Read a panel written by ``save_panel`` (dates back as ``datetime.date``)."""
+    df = lake.read_table(path).to_pandas()
+    for c in ("trade_date", "target_date"):
+        df[c] = pd.to_datetime(df[c]).dt.date
+    return df

@@ -21,9 +21,18 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kline.config import ConfigError, FeatureConfig, TrainConfig
-from kline.features import Scaler, Windows, make_windows, prepare, to_log_return
+from kline.config import ConfigError, FeatureConfig, Settings, TrainConfig
+from kline.features import (
+    Scaler,
+    Windows,
+    feature_fingerprint,
+    make_windows,
+    prepare,
+    to_log_return,
+    train_mask,
+)
 from kline.forecasters import date_mask, prediction_frame
+from kline.lake import Lake
 from kline.model import LSTMConfig, LSTMRegressor
 
 PRESETS = ("default", "seed")
@@ -250,6 +259,7 @@ class LSTMForecaster:
             "warm_start": sorted(k for k in parts if k in init_weights),
             "device": next(iter(results.values())).device,
             "train_span": [str(tr.target_date.min()), str(tr.target_date.max())],
+            "valid_span": _span(split_valid(tr, self.train.valid_fraction)[1].target_date),
             "wall_s": time.perf_counter() - t0,
         }
         return {**self.fit_info, "history": self.history}
@@ -326,3 +336,101 @@ def holdout_train_end(panel: pd.DataFrame, cfg: TrainConfig) -> tuple[dt.date, i
         last = panel.loc[np.isfinite(panel["target"].to_numpy()), "target_date"].max()
         return last, 0
     return dates[len(dates) - n_test], n_test
+
+
+def _span(dates: np.ndarray) -> list[str] | None:
+    return [str(dates.min()), str(dates.max())] if len(dates) else None
+
+
+def holdout_metrics(forecaster, panel: pd.DataFrame, train_end: dt.date) -> dict:
+    """``kline.metrics.forecast_metrics`` of the forecaster's predictions on the held-out
+    rows (``target_date > train_end``, realised target known)."""
+    from kline.metrics import forecast_metrics
+
+    test = panel[~train_mask(panel, train_end) & np.isfinite(panel["target"].to_numpy())]
+    if test.empty:
+        return {"n": 0}
+    p = forecaster.predict(panel, sorted(set(test["trade_date"])))
+    m = p.merge(test[["symbol", "trade_date", "target"]], on=["symbol", "trade_date"], how="inner")
+    return forecast_metrics(m["target"].to_numpy(), m["pred_return"].to_numpy(), list(m["trade_date"]))
+
+
+def train_models(
+    lake: Lake,
+    features: FeatureConfig,
+    train: TrainConfig,
+    run_date: dt.date,
+    symbols: Sequence[str],
+    panel: pd.DataFrame,
+    data_fingerprint: str,
+) -> dict:
+    """The train stage: decide (``registry.decide_training``), then fit the LSTM (warm
+    started from the champion when allowed) and the baselines on the same windows, score
+    all of them on the held-out tail, and register them. Nothing new -> nothing trained.
+
+    Returns ``{trained, reason, name, version, card, train_end, models: {name: version}}``.
+    """
+    from kline import registry
+    from kline.forecasters import make_forecaster
+
+    symbols = sorted(symbols)
+    decision = registry.decide_training(lake, features, train, run_date, data_fingerprint, symbols)
+    if not decision.train:
+        card = registry.read_card(lake, "lstm", decision.reuse)
+        return {"trained": False, "reason": decision.reason, "name": "lstm", "version": decision.reuse,
+                "card": f"{card['path']}/{registry.CARD}", "train_end": card["train_end"],
+                "models": {"lstm": decision.reuse, **card.get("baselines", {})}}
+    feats, tcfg = resolve_preset(features, train)
+    panel = panel[panel["symbol"].isin(symbols)].reset_index(drop=True)
+    train_end, n_test = holdout_train_end(panel, tcfg)
+    init = registry.load_version(lake, "lstm", decision.warm_start).weights if decision.warm_start else None
+    lstm = LSTMForecaster(feats, tcfg)
+    info = lstm.fit(panel, train_end, init)
+    test = panel[~train_mask(panel, train_end) & np.isfinite(panel["target"].to_numpy())]
+    common = {
+        "run_date": run_date.isoformat(),
+        "train_end": train_end.isoformat(),
+        "test_span": [str(test["trade_date"].min()), str(test["trade_date"].max())] if len(test) else None,
+        "test_sessions": n_test,
+        "symbols": symbols,
+        "data_fingerprint": data_fingerprint,
+        "feature_fingerprint": feature_fingerprint(feats),
+        "features": dataclasses.asdict(feats),
+        "code_version": registry.code_version(),
+    }
+    settings = Settings(features=feats, train=tcfg)
+    baselines = {}
+    for name in ("persistence", "rolling_mean", "ridge"):
+        b = make_forecaster(name, settings)
+        b.fit(panel, train_end)
+        v = registry.make_version(train_end, name, b.version, data_fingerprint)
+        registry.save_version(lake, b, v, {**common, "metrics": {"test": holdout_metrics(b, panel, train_end)},
+                                           "train_span": info["train_span"]})
+        baselines[name] = v
+    cfg_fp = registry.model_config_fingerprint(feats, tcfg)
+    version = registry.make_version(train_end, cfg_fp, data_fingerprint, decision.warm_start or "")
+    valid = {k: min((h["valid_loss"] for h in hist if h["valid_loss"] is not None), default=None)
+             for k, hist in info["history"].items()}
+    card = registry.save_version(lake, lstm, version, {
+        **common,
+        "config_fingerprint": cfg_fp,
+        "train": dataclasses.asdict(tcfg),
+        "model_shape": registry._model_shape(tcfg),
+        "feature_list": list(feats.features),
+        "train_span": info["train_span"],
+        "valid_span": info["valid_span"],
+        "history": info["history"],
+        "epochs_run": max(info["epochs_run"].values()),
+        "best_epoch": info["best_epoch"],
+        "wall_s": info["wall_s"],
+        "device": info["device"],
+        "warm_start": decision.warm_start,
+        "decision": decision.reason,
+        "metrics": {"test": holdout_metrics(lstm, panel, train_end), "valid_loss_scaled": valid},
+        "baselines": baselines,
+    })
+    if registry.get_champion(lake, "lstm") is None:
+        registry.set_champion(lake, "lstm", version, {"rule": "bootstrap: first registered version"})
+    return {"trained": True, "reason": decision.reason, "name": "lstm", "version": version,
+            "card": f"{card['path']}/{registry.CARD}", "train_end": train_end.isoformat(),
+            "models": {"lstm": version, **baselines}}

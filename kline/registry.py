@@ -1,0 +1,246 @@
+"""The model registry: versions under ``models/<name>/<version>/``, a champion pointer per
+name, and the retraining policy.
+
+A version directory holds ``card.json`` (the self-describing model card) and either
+``weights.pt`` (LSTM: model key -> state dict) or ``state.json`` (baselines). Versions are
+``<train_end YYYYMMDD>-<hash>`` where the hash covers config, data fingerprint, boundary
+and warm-start parent, so retraining the same inputs rewrites the same version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from kline.baselines import PersistenceForecaster, RidgeForecaster, RollingMeanForecaster
+from kline.calendar import sessions_in_range
+from kline.config import ConfigError, FeatureConfig, TrainConfig
+from kline.features import feature_fingerprint
+from kline.lake import Lake
+
+CARD = "card.json"
+WEIGHTS = "weights.pt"
+STATE = "state.json"
+RETRAIN_POLICIES = ("always", "every_n", "on_change")
+# TrainConfig fields that decide *when* to train, not *what* is trained.
+_POLICY_FIELDS = ("retrain", "retrain_every", "device", "threads")
+
+
+def code_version() -> str:
+    """The git commit of this checkout (``-dirty`` when modified), or ``unknown``."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "kline"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def model_config_fingerprint(features: FeatureConfig, train: TrainConfig) -> str:
+    """Hash of everything that shapes a trained model (not the retraining policy)."""
+    t = {k: v for k, v in dataclasses.asdict(train).items() if k not in _POLICY_FIELDS}
+    blob = json.dumps({"features": feature_fingerprint(features), "train": t}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_version(train_end: dt.date, *parts: str) -> str:
+    return f"{train_end:%Y%m%d}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
+
+
+def _clean(obj):
+    """NaN/inf -> None, tuples -> lists: the card stays strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _json(obj) -> str:
+    return json.dumps(_clean(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def save_version(lake: Lake, forecaster, version: str, card: dict) -> dict:
+    """Write a fitted forecaster (``lstm`` or a baseline) and its card; returns the card
+    as written (with ``name``, ``version``, ``path``, ``torch_version``, ``created_at``)."""
+    name = forecaster.name
+    d = lake.paths.model_dir(name, version)
+    card = {
+        **card,
+        "name": name,
+        "version": version,
+        "path": d,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "state": forecaster.get_state(),
+    }
+    if name == "lstm":
+        buf = io.BytesIO()
+        torch.save(forecaster.weights, buf)
+        lake.atomic_write_bytes(f"{d}/{WEIGHTS}", buf.getvalue())
+        card["weights_file"] = WEIGHTS
+        forecaster.version = version  # baselines keep their content hash (the contract)
+    else:
+        lake.atomic_write_text(f"{d}/{STATE}", _json(forecaster.get_state()))
+    # the card goes last: a version with a card is complete
+    lake.atomic_write_text(f"{d}/{CARD}", _json(card))
+    return card
+
+
+def read_card(lake: Lake, name: str, version: str) -> dict:
+    return json.loads(lake.read_text(f"{lake.paths.model_dir(name, version)}/{CARD}"))
+
+
+def load_version(lake: Lake, name: str, version: str):
+    """The forecaster stored as ``name/version``, ready to predict exactly as when saved."""
+    card = read_card(lake, name, version)
+    d = lake.paths.model_dir(name, version)
+    if name == "lstm":
+        from kline.training import LSTMForecaster
+
+        weights = torch.load(io.BytesIO(lake.read_bytes(f"{d}/{WEIGHTS}")), map_location="cpu", weights_only=True)
+        return LSTMForecaster.from_state(card["state"], weights, version=version)
+    state = json.loads(lake.read_text(f"{d}/{STATE}"))
+    if name == "persistence":
+        f = PersistenceForecaster()
+    elif name == "rolling_mean":
+        f = RollingMeanForecaster()
+    elif name == "ridge":
+        feats = dict(card["features"])
+        feats["features"] = tuple(feats["features"])
+        f = RidgeForecaster(FeatureConfig(**feats))
+    else:
+        raise ValueError(f"unknown model name {name!r}")
+    f.set_state(state)
+    return f
+
+
+def list_versions(lake: Lake, name: str) -> list[str]:
+    """Complete versions (those with a card) of ``name``, oldest first by creation time."""
+    base = f"{lake.paths.models_dir()}/{name}"
+    out = []
+    for v in lake.listdir(base):
+        if v.endswith(".json") or ".tmp-" in v:
+            continue
+        if lake.exists(f"{lake.paths.model_dir(name, v)}/{CARD}"):
+            out.append((read_card(lake, name, v).get("created_at", ""), v))
+    return [v for _, v in sorted(out)]
+
+
+def set_champion(lake: Lake, name: str, version: str, decision: dict) -> dict:
+    """Point ``name``'s champion at an existing ``version``, recording why (``decision``)."""
+    if version not in list_versions(lake, name):
+        raise ValueError(f"no registered version {name}/{version}")
+    pointer = {"name": name, "version": version, "decision": decision,
+               "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    lake.atomic_write_text(lake.paths.champion(name), _json(pointer))
+    return pointer
+
+
+def get_champion(lake: Lake, name: str) -> dict | None:
+    """The champion pointer ``{name, version, decision, set_at}``, or None."""
+    path = lake.paths.champion(name)
+    return json.loads(lake.read_text(path)) if lake.exists(path) else None
+
+
+def list_models(lake: Lake) -> list[dict]:
+    """One summary row per registered version (all names): spans, headline test metrics,
+    epochs, wall time and whether it is the champion; for ``kline models``."""
+    rows = []
+    for name in lake.listdir(lake.paths.models_dir()):
+        champ = get_champion(lake, name)
+        for v in list_versions(lake, name):
+            c = read_card(lake, name, v)
+            m = c.get("metrics", {}).get("test", {})
+            rows.append({
+                "name": name,
+                "version": v,
+                "champion": bool(champ and champ["version"] == v),
+                "created_at": c.get("created_at"),
+                "train_start": (c.get("train_span") or [None, None])[0],
+                "train_end": c.get("train_end"),
+                "test_start": (c.get("test_span") or [None, None])[0],
+                "test_end": (c.get("test_span") or [None, None])[1],
+                "symbols": len(c.get("symbols", [])),
+                "rmse": m.get("rmse"),
+                "mase": m.get("mase"),
+                "directional_accuracy": m.get("directional_accuracy"),
+                "epochs": c.get("epochs_run"),
+                "wall_s": c.get("wall_s"),
+            })
+    return rows
+
+
+@dataclass(frozen=True)
+class TrainDecision:
+    """Whether to train now; ``reuse`` names the version to keep when not, ``warm_start``
+    the version whose weights initialise a new fit."""
+
+    train: bool
+    reason: str
+    reuse: str | None = None
+    warm_start: str | None = None
+
+
+def decide_training(
+    lake: Lake,
+    features: FeatureConfig,
+    train: TrainConfig,
+    run_date: dt.date,
+    data_fingerprint: str,
+    symbols: list[str],
+) -> TrainDecision:
+    """Apply ``train.retrain`` to the latest LSTM version trained with the same model
+    config and symbols: ``always`` trains; ``on_change`` trains when the data fingerprint
+    differs; ``every_n`` when ``retrain_every`` sessions have passed since it was trained.
+    Warm start from the champion when its feature config and model shape match."""
+    from kline.training import resolve_preset
+
+    if train.retrain not in RETRAIN_POLICIES:
+        raise ConfigError(f"train.retrain: unknown policy {train.retrain!r}, choose from {', '.join(RETRAIN_POLICIES)}")
+    feats, tcfg = resolve_preset(features, train)
+    cfg_fp = model_config_fingerprint(feats, tcfg)
+    same = [v for v in list_versions(lake, "lstm")
+            if (c := read_card(lake, "lstm", v))["config_fingerprint"] == cfg_fp
+            and sorted(c["symbols"]) == sorted(symbols)]
+    warm = None
+    champ = get_champion(lake, "lstm")
+    if champ and tcfg.warm_start:
+        cc = read_card(lake, "lstm", champ["version"])
+        if cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == _model_shape(tcfg):
+            warm = champ["version"]
+    if not same:
+        return TrainDecision(True, "no model with this config yet", warm_start=warm)
+    last = read_card(lake, "lstm", same[-1])
+    if tcfg.retrain == "always":
+        return TrainDecision(True, "policy: always", warm_start=warm)
+    if tcfg.retrain == "on_change":
+        if last["data_fingerprint"] == data_fingerprint:
+            return TrainDecision(False, "data unchanged since the last training", reuse=same[-1])
+        return TrainDecision(True, "data fingerprint changed", warm_start=warm)
+    trained_on = dt.date.fromisoformat(last["run_date"])
+    passed = len(sessions_in_range(trained_on, run_date)) - 1 if run_date > trained_on else 0
+    if passed < tcfg.retrain_every:
+        return TrainDecision(False, f"{passed} of {tcfg.retrain_every} sessions since the last training",
+                             reuse=same[-1])
+    return TrainDecision(True, f"{passed} sessions since the last training", warm_start=warm)
+
+
+def _model_shape(train: TrainConfig) -> dict:
+    return {"scope": train.scope, "hidden": train.hidden, "layers": train.layers, "head": train.head}

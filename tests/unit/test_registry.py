@@ -1,0 +1,127 @@
+import dataclasses
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from kline import registry
+from kline.config import FeatureConfig, Settings, TrainConfig
+from kline.features import build_features
+from kline.lake import Lake
+from kline.providers.synthetic import SyntheticProvider
+from kline.training import train_models
+
+SYMBOLS = ["000001.SH", "600519.SH"]
+RUN = dt.date(2023, 6, 30)
+FAST = TrainConfig(hidden=4, epochs=3, batch_size=64, patience=2, test_sessions=60)
+
+
+def panel_for(end=RUN) -> pd.DataFrame:
+    bars = SyntheticProvider(seed=2).fetch(SYMBOLS, dt.date(2022, 1, 1), end)
+    return build_features(bars, FeatureConfig())
+
+
+def train(lake, train_cfg=FAST, fp="fp-a", run_date=RUN, panel=None, features=None):
+    return train_models(lake, features or FeatureConfig(), train_cfg, run_date, SYMBOLS,
+                        panel if panel is not None else panel_for(), fp)
+
+
+def test_train_registers_lstm_and_baselines_with_self_describing_cards(tmp_path):
+    lake = Lake(tmp_path)
+    out = train(lake)
+    assert out["trained"] and set(out["models"]) == {"lstm", "persistence", "rolling_mean", "ridge"}
+    v = out["version"]
+    assert out["card"] == f"{tmp_path}/models/lstm/{v}/card.json"
+    assert (tmp_path / "models" / "lstm" / v / "weights.pt").is_file()
+    assert (tmp_path / "models" / "ridge" / out["models"]["ridge"] / "state.json").is_file()
+    card = json.loads((tmp_path / "models" / "lstm" / v / "card.json").read_text())
+    for key in ("train", "features", "feature_list", "state", "train_span", "valid_span", "test_span",
+                "data_fingerprint", "metrics", "epochs_run", "wall_s", "code_version", "torch_version",
+                "device", "history", "run_date", "train_end"):
+        assert key in card, key
+    assert card["data_fingerprint"] == "fp-a"
+    assert card["state"]["scaler"]["loc"].keys() == set(SYMBOLS)
+    assert card["metrics"]["test"]["n"] > 0 and card["train_span"][1] <= card["train_end"]
+    assert len(card["history"]["global"]) == card["epochs_run"]
+    # the first version becomes the champion until the backtest promotes another
+    assert registry.get_champion(lake, "lstm")["version"] == v
+
+
+@pytest.mark.parametrize("name", ["lstm", "ridge", "rolling_mean", "persistence"])
+def test_loading_a_version_reproduces_its_predictions_exactly(tmp_path, name):
+    lake = Lake(tmp_path)
+    panel = panel_for()
+    s = Settings(train=FAST)
+    from kline.forecasters import make_forecaster
+
+    f = make_forecaster(name, s)
+    f.fit(panel, dt.date(2023, 3, 31))
+    registry.save_version(lake, f, "v1", {"features": dataclasses.asdict(s.features)})
+    before = f.predict(panel)
+    g = registry.load_version(lake, name, "v1")
+    pd.testing.assert_frame_equal(before, g.predict(panel))
+
+
+def test_champion_pointer_and_listing(tmp_path):
+    lake = Lake(tmp_path)
+    a = train(lake, fp="fp-a")["version"]
+    b = train(lake, fp="fp-b")["version"]
+    assert a != b
+    with pytest.raises(ValueError, match="no registered version"):
+        registry.set_champion(lake, "lstm", "19990101-deadbeef", {})
+    p = registry.set_champion(lake, "lstm", b, {"metric": "mase", "challenger": 0.98, "champion": 1.0})
+    assert registry.get_champion(lake, "lstm") == p
+    assert json.loads((tmp_path / "models" / "lstm" / "champion.json").read_text())["version"] == b
+    rows = registry.list_models(lake)
+    lstm = [r for r in rows if r["name"] == "lstm"]
+    assert [r["version"] for r in lstm] == [a, b]
+    assert [r["champion"] for r in lstm] == [False, True]
+    assert {r["name"] for r in rows} == {"lstm", "persistence", "rolling_mean", "ridge"}
+    json.dumps(rows, allow_nan=False)  # strict JSON for `kline models --json`
+    assert registry.get_champion(lake, "ridge") is None
+
+
+def test_on_change_reuses_until_the_data_fingerprint_changes(tmp_path):
+    lake = Lake(tmp_path)
+    first = train(lake, fp="fp-a")
+    again = train(lake, fp="fp-a")
+    assert not again["trained"] and again["version"] == first["version"]
+    assert again["models"] == first["models"]
+    assert train(lake, fp="fp-b")["trained"]
+
+
+def test_every_n_counts_sessions_and_always_always_trains(tmp_path):
+    lake = Lake(tmp_path)
+    cfg = dataclasses.replace(FAST, retrain="every_n", retrain_every=3)
+    train(lake, cfg, fp="a", run_date=dt.date(2023, 6, 26))
+    d = registry.decide_training(lake, FeatureConfig(), cfg, dt.date(2023, 6, 28), "b", SYMBOLS)
+    assert not d.train and "2 of 3" in d.reason
+    assert registry.decide_training(lake, FeatureConfig(), cfg, dt.date(2023, 6, 29), "b", SYMBOLS).train
+    always = dataclasses.replace(FAST, retrain="always")
+    d = registry.decide_training(lake, FeatureConfig(), always, dt.date(2023, 6, 26), "a", SYMBOLS)
+    assert d.train
+    # a different model config is a different lineage: train
+    other = dataclasses.replace(FAST, hidden=5)
+    assert registry.decide_training(lake, FeatureConfig(), other, RUN, "a", SYMBOLS).reason.startswith("no model")
+
+
+def test_warm_start_from_the_champion_only_when_features_and_shape_match(tmp_path):
+    lake = Lake(tmp_path)
+    train(lake, fp="a")
+    champ = registry.get_champion(lake, "lstm")["version"]
+    d = registry.decide_training(lake, FeatureConfig(), FAST, RUN, "b", SYMBOLS)
+    assert d.train and d.warm_start == champ
+    second = train(lake, fp="b")
+    assert json.loads(open(second["card"]).read())["warm_start"] == champ
+    assert registry.decide_training(lake, FeatureConfig(window=10), FAST, RUN, "b", SYMBOLS).warm_start is None
+    assert registry.decide_training(lake, FeatureConfig(), dataclasses.replace(FAST, hidden=8), RUN, "b",
+                                    SYMBOLS).warm_start is None
+    no_warm = dataclasses.replace(FAST, warm_start=False)
+    assert registry.decide_training(lake, FeatureConfig(), no_warm, RUN, "c", SYMBOLS).warm_start is None
+
+
+def test_unknown_policy_is_named(tmp_path):
+    with pytest.raises(ValueError, match="sometimes"):
+        registry.decide_training(Lake(tmp_path), FeatureConfig(), dataclasses.replace(FAST, retrain="sometimes"),
+                                 RUN, "a", SYMBOLS)
