@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from kline.calendar import A_SHARE_CALENDAR, session_on_or_before, today
-from kline.config import Settings, load_settings
+from kline.config import DEFAULT_UNIVERSE, Settings, load_settings
 
 
 def resolve_settings(
@@ -24,7 +24,15 @@ def resolve_settings(
         "symbols": list(symbols) if symbols else None,
         "file": {"source": source, "calendar": calendar},
     }
-    return load_settings(config_file, overrides)
+    settings = load_settings(config_file, overrides)
+    if settings.provider == "file" and not symbols and settings.symbols == DEFAULT_UNIVERSE:
+        # a vendor folder defines its own universe: one symbol per file
+        from kline.providers.files import FileProvider
+
+        f = settings.file
+        found = FileProvider(f.source, f.calendar, f.columns, f.calendars, f.estimate_amount).available_symbols()
+        settings = settings.replace(symbols=found)
+    return settings
 
 
 def default_run_date(tz: str = "Asia/Shanghai") -> dt.date:

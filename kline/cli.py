@@ -41,17 +41,20 @@ def _symbols(value: str | None) -> list[str] | None:
 
 
 def _settings(args: argparse.Namespace):
-    from kline.config import ConfigError, load_settings
+    from flows._common import resolve_settings
+    from kline.config import ConfigError
+    from kline.providers import ProviderConfigError
 
-    overrides: dict[str, Any] = {
-        "lake": getattr(args, "lake", None),
-        "provider": getattr(args, "provider", None),
-        "symbols": _symbols(getattr(args, "symbols", None)),
-        "file": {"source": getattr(args, "source", None), "calendar": getattr(args, "calendar", None)},
-    }
     try:
-        return load_settings(getattr(args, "config", None), overrides)
-    except ConfigError as exc:
+        return resolve_settings(
+            getattr(args, "config", None),
+            getattr(args, "lake", None),
+            getattr(args, "provider", None),
+            _symbols(getattr(args, "symbols", None)),
+            getattr(args, "source", None),
+            getattr(args, "calendar", None),
+        )
+    except (ConfigError, ProviderConfigError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -87,7 +90,12 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
         if d < lo or d > hi:
             raise UsageError(f"date {d} is outside the trading calendar ({lo}..{hi})")
     try:
-        make_provider(settings)
+        if settings.provider == "tushare" and settings.tushare.secret_block:
+            from tasks.secrets import prefect_secret_loader
+
+            make_provider(settings, token_loader=prefect_secret_loader)
+        else:
+            make_provider(settings)
     except ProviderConfigError as exc:
         raise UsageError(str(exc)) from None
 
@@ -185,6 +193,16 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.deployments import serve_deployments
+
+    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai) and "
+          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop")
+    serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit)
+    return EXIT_OK
+
+
 def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--lake", help="lake root (default ./data_lake; env KLINE_LAKE)")
     p.add_argument("--config", help="settings file (default ./kline.toml if present)")
@@ -214,9 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backfill)
     p = sub.add_parser("status", help="what the lake holds, per symbol")
     _add_common(p, data=False)
-    p.add_argument("--symbols", help="comma-separated codes (default: the configured universe)")
+    p.add_argument("--calendar", help="exchange calendar of non-A-share symbols (e.g. XNYS)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments from this process")
+    _add_common(p, data=False)
+    p.add_argument("--limit", type=int, help="most flow runs at once")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

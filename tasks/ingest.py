@@ -12,6 +12,7 @@ from kline.ingestion import ingest_range
 from kline.lake import Lake
 from kline.providers import is_transient, make_provider
 from tasks._common import settings_from
+from tasks.secrets import prefect_secret_loader
 
 
 def retry_transient_only(task, task_run, state) -> bool:
@@ -52,7 +53,8 @@ def ingest_chunk(
     ``settings`` is the ingest stage's sub-dict (``tasks._common.stage_settings``).
     Returns partition keys, row counts and the content hash, never data.
     """
-    provider = make_provider(settings_from(settings))
+    s = settings_from(settings).replace(symbols=symbols)
+    provider = make_provider(s, token_loader=prefect_secret_loader if s.tushare.secret_block else None)
     return ingest_range(
         provider,
         Lake(lake_root),

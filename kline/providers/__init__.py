@@ -55,9 +55,11 @@ def check_provider_name(name: str) -> str:
     return name
 
 
-def make_provider(settings: Settings) -> Provider:
-    """The provider named by ``settings.provider``."""
-    return PROVIDERS[check_provider_name(settings.provider)](settings)
+def make_provider(settings: Settings, **options) -> Provider:
+    """The provider named by ``settings.provider``; ``options`` go to providers that take
+    them (``token_loader`` for tushare) and are ignored by the others."""
+    factory = PROVIDERS[check_provider_name(settings.provider)]
+    return factory(settings, **options) if settings.provider == "tushare" else factory(settings)
 
 
 __all__ = [
