@@ -87,6 +87,10 @@ class LakePaths:
     def curated_bars(self, year: int) -> str:
         return self._join("curated", "bars", f"year={year:04d}", "part.parquet")
 
+    def curated_fingerprint(self, year: int) -> str:
+        """Content hash of the year's partition, written beside it."""
+        return self._join("curated", "bars", f"year={year:04d}", "part.sha256")
+
     def quarantine_bars_dir(self) -> str:
         return self._join("quarantine", "bars")
 
@@ -401,9 +405,23 @@ class Lake:
                     old = self.read_table(path).to_pandas()
                     part = pd.concat([old, part], ignore_index=True)
                 part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS, kind="stable")
-                self.atomic_write_table(path, to_table(part), row_group_size=16_384)
+                self._write_curated_year(int(y), part)
             touched.append(int(y))
         return touched
+
+    def _write_curated_year(self, year: int, part: pd.DataFrame) -> None:
+        self.atomic_write_table(self.paths.curated_bars(year), to_table(part), row_group_size=16_384)
+        self.atomic_write_text(self.paths.curated_fingerprint(year), content_hash(part.reset_index(drop=True)))
+
+    def curated_fingerprint(self, end: dt.date | None = None) -> str:
+        """Content fingerprint of the curated layer (years up to ``end``'s): changes when any
+        curated row changes, stable otherwise. Reads only the small sidecar hashes."""
+        parts = []
+        for y in self.curated_years():
+            if end is None or y <= end.year:
+                p = self.paths.curated_fingerprint(y)
+                parts.append(f"{y}:{self.read_text(p) if self.exists(p) else 'missing'}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def delete_curated_rows(self, keys: pd.DataFrame) -> int:
         """Remove (symbol, trade_date) rows from curated; returns how many were removed."""
@@ -421,7 +439,7 @@ class Lake:
                 drop = pd.MultiIndex.from_frame(old[KEY_COLUMNS]).isin(pd.MultiIndex.from_frame(k[KEY_COLUMNS]))
                 if drop.any():
                     removed += int(drop.sum())
-                    self.atomic_write_table(path, to_table(old[~drop]), row_group_size=16_384)
+                    self._write_curated_year(int(y), old[~drop])
         return removed
 
     # -- ingestion log ---------------------------------------------------------------------

@@ -117,6 +117,23 @@ def test_curated_upsert_and_delete(lake):
     assert set(lake.read_curated_bars()["symbol"]) == {"600519.SH"}
 
 
+def test_curated_fingerprint_follows_content(lake):
+    bars = _bars(["600519.SH", "000001.SZ"])
+    empty = lake.curated_fingerprint()
+    lake.write_curated_bars(bars)
+    fp = lake.curated_fingerprint()
+    assert fp != empty
+    again = bars.copy()
+    again["ingested_at"] = again["ingested_at"] + pd.Timedelta(hours=1)  # not content
+    lake.write_curated_bars(again)
+    assert lake.curated_fingerprint() == fp
+    changed = bars.copy()
+    changed.loc[0, "close"] += 0.01
+    lake.write_curated_bars(changed)
+    assert lake.curated_fingerprint() != fp
+    assert lake.curated_fingerprint(end=dt.date(2023, 12, 31)) == empty
+
+
 def test_ingest_log_roundtrip(lake):
     lake.append_ingest_log({"source": "synthetic", "start": "2024-01-02", "end": "2024-01-04"})
     lake.append_ingest_log({"source": "synthetic", "start": "2024-01-05", "end": "2024-02-05", "as_of": "2024-02-05"})
