@@ -33,6 +33,17 @@ TABLE_COLUMNS = ["model", "n", "mase", "rmse", "directional_accuracy", "da_pvalu
                  "dm_pvalue", "cagr", "sharpe", "max_drawdown", "costs"]
 
 
+def _registry_card(lake: Lake, name: str, version: str) -> dict | None:
+    """The registered card without its fitted state (scalers are long and say little)."""
+    from kline import registry
+
+    try:
+        card = registry.read_card(lake, name, version)
+    except FileNotFoundError:
+        return None
+    return {k: v for k, v in card.items() if k != "state"}
+
+
 def _in_run_context() -> bool:
     from prefect.context import TaskRunContext
 
@@ -67,13 +78,17 @@ def report(
     backtest_ref: dict,
     decision: dict | None = None,
     candidate: str = "lstm",
+    candidate_version: str | None = None,
     model_card: dict | None = None,
     validation: dict | None = None,
 ) -> dict:
     """Render and save ``report.html``, the PNGs and ``metrics.json`` for ``run_date`` (ISO)
     from the backtest stage's files; append the run to the metrics history; publish the
-    artifacts when run inside Prefect. Returns the folder, file paths and the sentence."""
+    artifacts when run inside Prefect. The model card is ``model_card`` or, given
+    ``candidate_version``, the registry's. Returns the folder, file paths and the sentence."""
     lake = Lake(lake_root)
+    if model_card is None and candidate_version:
+        model_card = _registry_card(lake, candidate, candidate_version)
     day = dt.date.fromisoformat(run_date)
     summary = json.loads(lake.read_text(backtest_ref["summary"]))
     predictions = lake.read_table(backtest_ref["predictions"]).to_pandas()
