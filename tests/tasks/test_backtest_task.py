@@ -1,13 +1,15 @@
+import dataclasses
 import datetime as dt
 import json
 
+import pandas as pd
 import pytest
 
 from kline.config import Settings
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
 from tasks._common import stage_settings
-from tasks.backtest import backtest, backtest_run_id
+from tasks.backtest import backtest, backtest_run_id, promote
 
 SYMBOLS = ["000001.SH", "600519.SH"]
 RUN = "2023-06-30"
@@ -58,3 +60,56 @@ def test_backtest_task_on_an_empty_lake_says_what_is_missing(lake_root):
     sub = stage_settings(Settings().replace(**FAST), "backtest")
     with pytest.raises(ValueError, match="no curated bars"):
         backtest.fn(lake_root, sub, RUN, SYMBOLS)
+
+
+def registered_persistence(lake: Lake, version: str) -> dict:
+    from kline.baselines import PersistenceForecaster
+    from kline.registry import save_version
+
+    f = PersistenceForecaster()
+    f.fit(pd.DataFrame({"target_date": []}), dt.date(2023, 5, 1))
+    save_version(lake, f, version, {"note": "test"})
+    return {"name": "persistence", "version": version}
+
+
+def test_promote_records_the_decision_and_the_champion(lake_root):
+    from kline.registry import get_champion
+
+    lake = curated_lake(lake_root)
+    sub = stage_settings(Settings().replace(**FAST), "backtest")
+    ref = backtest.fn(lake_root, sub, RUN, SYMBOLS, "fp1")
+    from kline.baselines import RidgeForecaster
+    from kline.config import FeatureConfig
+    from kline.features import build_features
+    from kline.registry import save_version
+
+    feats = FeatureConfig(features=("log_return", "hl_range", "volatility_5"), window=5)
+    panel = build_features(lake.read_curated_bars(SYMBOLS, end=dt.date(2023, 6, 30)), feats)
+    r = RidgeForecaster(feats)
+    r.fit(panel, dt.date(2023, 5, 1))
+    save_version(lake, r, "20230501-aaaa", {"features": dataclasses.asdict(feats)})
+    summary = json.loads(lake.read_text(ref["summary"]))
+    ridge_wins = summary["forecast"]["ridge"]["mase"] < 1.0
+
+    d = promote.fn(lake_root, sub, RUN, ref, {"name": "ridge", "version": "20230501-aaaa"})
+    assert d["promote"] is ridge_wins
+    assert d["persistence_value"] == pytest.approx(1.0)
+    assert d["candidate_value"] == pytest.approx(summary["forecast"]["ridge"]["mase"])
+    assert json.loads(lake.read_text(f"{ref['dir']}/decision.json")) == d
+    champ = get_champion(lake, "ridge")
+    assert (champ is not None and champ["version"] == "20230501-aaaa") is ridge_wins
+
+
+def test_promote_keeps_a_better_champion(lake_root):
+    from kline.registry import get_champion, set_champion
+
+    lake = curated_lake(lake_root)
+    sub = stage_settings(Settings().replace(**FAST), "backtest")
+    ref = backtest.fn(lake_root, sub, RUN, SYMBOLS, "fp1")
+    registered_persistence(lake, "20230401-old")
+    registered_persistence(lake, "20230501-new")
+    set_champion(lake, "persistence", "20230401-old", {"metric": "mase", "candidate_value": 0.5})
+    d = promote.fn(lake_root, sub, RUN, ref, {"name": "persistence", "version": "20230501-new"})
+    # persistence cannot beat itself, and the champion's recorded 0.5 is better still
+    assert d["promote"] is False and d["champion_version"] == "20230401-old"
+    assert get_champion(lake, "persistence")["version"] == "20230401-old"
