@@ -74,7 +74,10 @@ class IngestConfig:
 class ValidationConfig:
     limit_tolerance: float = 0.005  # slack on |close/pre_close - 1| beyond the board limit
     index_move_warn: float = 0.11  # index day moves beyond this are warnings
+    pre_close_tolerance: float = 0.005  # |pre_close - previous close| above this warns (half a tick)
+    lookback_days: int = 366  # how far back to find a symbol's previous curated row
     data_docs: bool = True  # build GX Data Docs into the lake
+    docs_history: int = 30  # validation runs listed on the Data Docs index page
 
 
 @dataclass(frozen=True)

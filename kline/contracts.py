@@ -1,0 +1,410 @@
+"""The bar expectation suite, defined in code, and one Great Expectations run over a chunk.
+
+Every rule is one GX expectation whose ``meta`` carries ``rule`` and ``severity``:
+
+- ``chunk`` scope (schema): a failure rejects the whole chunk (``ChunkValidationError``).
+- ``row`` scope, ``critical``: a failing row is quarantined.
+- ``row`` scope, ``warning``: the row is kept and the warning is reported.
+
+Rules that need the instrument (price limit, asset type), its exchange calendar or the
+previous row run over derived ``chk_*`` columns that ``derive_checks`` computes with
+vectorised pandas/numpy; the others run on the bar columns themselves. A rule that cannot be
+evaluated on a row (a NaN input) passes that row: the not-null rules own missing values, so
+a row broken in one way fails exactly the rules about that way.
+
+``great_expectations`` is imported inside ``run_suite`` only (the import takes seconds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kline.calendar import sessions_array
+from kline.config import ValidationConfig
+from kline.instruments import Instrument
+from kline.schema import BAR_COLUMNS, KEY_COLUMNS
+
+CRITICAL = "critical"
+WARNING = "warning"
+ROW_ID = "row_id"  # position of the row in the validated frame; GX reports failures by it
+
+SUITE_NAME = "curated_bars"
+CHECK_COLUMNS = [
+    "chk_is_session",  # trade_date is a session of the symbol's calendar (None: no date)
+    "chk_not_future",  # trade_date <= today in the exchange's time zone
+    "chk_limit_excess",  # |close/pre_close - 1| - board limit; NaN for no limit / NaN inputs
+    "chk_index_move",  # |close/pre_close - 1| for indices, NaN for stocks
+    "chk_pre_close_diff",  # |pre_close - previous row's close|; NaN without a previous row
+    "chk_sessions_missing",  # calendar sessions between the previous row and this one
+]
+GX_COLUMNS = [ROW_ID, *BAR_COLUMNS, *CHECK_COLUMNS]
+
+# What ExpectColumnValuesToBeOfType compares with the pandas dtype (or, for object columns,
+# each value's type): tz-aware timestamps report ``Timestamp``, Arrow date32 gives ``date``.
+_COLUMN_TYPES = {
+    "symbol": "str",
+    "trade_date": "date",
+    **{c: "float64" for c in ["open", "high", "low", "close", "pre_close", "volume", "amount"]},
+    "source": "str",
+    "ingested_at": "Timestamp",
+}
+
+
+class ChunkValidationError(ValueError):
+    """The whole chunk failed (schema); ``expectations`` names the failed rules."""
+
+    def __init__(self, expectations: list[str], detail: str = ""):
+        self.expectations = list(expectations)
+        msg = "chunk rejected by expectation(s): " + ", ".join(self.expectations)
+        super().__init__(msg + (f" ({detail})" if detail else ""))
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One rule of the suite: a GX expectation class name and its kwargs."""
+
+    rule: str
+    severity: str  # CRITICAL or WARNING
+    scope: str  # "chunk" or "row"
+    gx_type: str  # class name in great_expectations.expectations
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
+    """The bar suite in evaluation order; ``today`` bounds trade_date (Asia/Shanghai)."""
+    schema = [
+        Expectation("schema_columns", CRITICAL, "chunk", "ExpectTableColumnsToMatchSet",
+                    {"column_set": GX_COLUMNS, "exact_match": True},
+                    "exactly the canonical columns (plus the derived check columns)"),
+    ]
+    schema += [
+        Expectation(f"schema_type_{c}", CRITICAL, "chunk", "ExpectColumnValuesToBeOfType",
+                    {"column": c, "type_": t}, f"{c} has type {t}")
+        for c, t in _COLUMN_TYPES.items()
+    ]
+    rows = [
+        Expectation(f"not_null_{c}", CRITICAL, "row", "ExpectColumnValuesToNotBeNull",
+                    {"column": c}, f"{c} is present")
+        for c in ["symbol", "trade_date", "open", "high", "low", "close"]
+    ]
+    rows.append(Expectation("unique_symbol_trade_date", CRITICAL, "row",
+                            "ExpectCompoundColumnsToBeUnique", {"column_list": KEY_COLUMNS},
+                            "one bar per (symbol, trade_date); every copy is rejected"))
+    rows += [
+        Expectation(f"positive_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": c, "min_value": 0, "strict_min": True}, f"{c} > 0")
+        for c in ["open", "high", "low", "close", "pre_close"]
+    ]
+    rows += [
+        Expectation(f"non_negative_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": c, "min_value": 0}, f"{c} >= 0")
+        for c in ["volume", "amount"]
+    ]
+    rows += [
+        Expectation(f"{a}_{'ge' if a == 'high' else 'le'}_{b}", CRITICAL, "row",
+                    "ExpectColumnPairValuesAToBeGreaterThanB",
+                    {"column_A": a if a == "high" else b, "column_B": b if a == "high" else a,
+                     "or_equal": True, "ignore_row_if": "either_value_is_missing"},
+                    f"{a} {'>=' if a == 'high' else '<='} {b}")
+        for a, b in [("high", "open"), ("high", "close"), ("high", "low"), ("low", "open"), ("low", "close")]
+    ]
+    rows += [
+        Expectation("trading_session", CRITICAL, "row", "ExpectColumnValuesToBeInSet",
+                    {"column": "chk_is_session", "value_set": [True]},
+                    "trade_date is a session of the instrument's exchange calendar"),
+        Expectation("not_in_future", CRITICAL, "row", "ExpectColumnValuesToBeInSet",
+                    {"column": "chk_not_future", "value_set": [True]},
+                    f"trade_date <= {today.isoformat()} (Asia/Shanghai)"),
+        Expectation("price_limit", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_limit_excess", "max_value": cfg.limit_tolerance},
+                    "|close/pre_close - 1| within the board's limit plus tolerance (stocks)"),
+        Expectation("index_move", WARNING, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_index_move", "max_value": cfg.index_move_warn},
+                    f"index day move within +/-{cfg.index_move_warn:.0%}"),
+        Expectation("pre_close_matches_previous_close", WARNING, "row",
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_pre_close_diff", "max_value": cfg.pre_close_tolerance},
+                    "pre_close equals the previous row's close (else corporate action or bad data)"),
+        Expectation("no_missing_sessions", WARNING, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_sessions_missing", "max_value": 0},
+                    "no calendar session skipped since the symbol's previous row"),
+        Expectation("volume_not_zero", WARNING, "row", "ExpectColumnValuesToNotBeInSet",
+                    {"column": "volume", "value_set": [0.0]}, "volume is not zero on a session"),
+    ]
+    return schema + rows
+
+
+def derive_checks(
+    bars: pd.DataFrame,
+    instruments: Mapping[str, Instrument],
+    previous: pd.DataFrame,
+    today: dt.date,
+) -> pd.DataFrame:
+    """``bars`` plus ``row_id`` and the ``chk_*`` columns, rows sorted by (symbol, trade_date).
+
+    ``instruments`` maps every symbol in ``bars`` to its Instrument. ``previous`` holds at most
+    one row per symbol (``symbol, trade_date, close``): its last curated bar before the chunk,
+    so the first row of a chunk is compared with it rather than flagged. Missing canonical
+    columns are tolerated here (treated as NaN) so that the schema rule can report them.
+    """
+    frame = bars.sort_values([c for c in KEY_COLUMNS if c in bars.columns], kind="stable")
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, ROW_ID, np.arange(len(frame), dtype="int64"))
+    n = len(frame)
+
+    def num(col: str) -> np.ndarray:
+        if col not in frame:
+            return np.full(n, np.nan)
+        return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+    symbols = frame["symbol"] if "symbol" in frame else pd.Series([None] * n, dtype="object")
+    codes, uniq = pd.factorize(symbols, use_na_sentinel=True)
+    insts = [instruments.get(s) for s in uniq]
+    limit_of = np.array([np.nan if i is None or i.price_limit is None else i.price_limit for i in insts] + [np.nan])
+    index_of = np.array([bool(i is not None and i.is_index) for i in insts] + [False])
+    limit = limit_of[codes]  # code -1 (null symbol) picks the trailing NaN / False
+    is_index = index_of[codes]
+
+    if "trade_date" in frame:
+        days = pd.to_datetime(frame["trade_date"], errors="coerce").to_numpy().astype("datetime64[D]")
+    else:
+        days = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    has_day = ~np.isnat(days)
+
+    # Sessions: one sorted array per calendar, indexed once for the whole chunk.
+    is_session = np.zeros(n, dtype=bool)
+    session_pos = np.zeros(n, dtype="int64")  # index into the calendar, for gap counting
+    cal_of_code = np.array([i.calendar if i is not None else "" for i in insts] + [""], dtype=object)
+    row_cal = cal_of_code[codes]
+    prev_days = _previous_days(previous)
+    if has_day.any():
+        lo = min(days[has_day].min(), *prev_days.values()) if prev_days else days[has_day].min()
+        hi = days[has_day].max()
+        for cal in {c for c in cal_of_code if c}:
+            m = (row_cal == cal) & has_day
+            if not m.any():
+                continue
+            sess = sessions_array(_as_date(lo), _as_date(hi), cal)
+            pos = np.searchsorted(sess, days[m])
+            is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
+            session_pos[m] = pos
+        frame["chk_is_session"] = np.where(has_day, is_session, None)
+        frame["chk_not_future"] = np.where(has_day, days <= np.datetime64(today, "D"), None)
+    else:
+        frame["chk_is_session"] = np.full(n, None, dtype=object)
+        frame["chk_not_future"] = np.full(n, None, dtype=object)
+
+    close, pre_close = num("close"), num("pre_close")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        move = np.where(pre_close > 0, np.abs(close / pre_close - 1.0), np.nan)
+    frame["chk_limit_excess"] = move - limit
+    frame["chk_index_move"] = np.where(is_index, move, np.nan)
+
+    # Previous row of the same symbol: the row before in this sorted frame, or for the first
+    # row of a symbol its last curated bar before the chunk.
+    first = np.ones(n, dtype=bool)
+    if n:
+        first[1:] = codes[1:] != codes[:-1]
+    prev_close = np.full(n, np.nan)
+    prev_close[1:] = close[:-1]
+    prev_known = ~first & has_day & np.roll(has_day, 1)
+    gap = np.full(n, np.nan)
+    # A skipped session shows as a jump of more than one in the calendar position. Rows on
+    # non-sessions are the trading_session rule's business, not a gap.
+    inner = prev_known & is_session
+    gap[1:][inner[1:]] = np.maximum(session_pos[1:] - session_pos[:-1] - 1, 0)[inner[1:]]
+    prev_closes = _previous_closes(previous)
+    for i in np.flatnonzero(first):
+        sym = uniq[codes[i]] if codes[i] >= 0 else None
+        prev_close[i] = np.nan
+        if sym in prev_closes and has_day[i] and row_cal[i]:
+            prev_close[i] = prev_closes[sym]
+            prev_known[i] = True
+            if is_session[i]:
+                d, cal = _as_date(prev_days[sym]), row_cal[i]
+                between = sessions_array(d + dt.timedelta(days=1), _as_date(days[i]) - dt.timedelta(days=1), cal)
+                gap[i] = len(between)
+    frame["chk_pre_close_diff"] = np.where(prev_known, np.abs(pre_close - prev_close), np.nan)
+    frame["chk_sessions_missing"] = gap.astype("float64")
+    return frame
+
+
+def _as_date(x: np.datetime64) -> dt.date:
+    return pd.Timestamp(x).date()
+
+
+def _previous_days(previous: pd.DataFrame) -> dict[str, np.datetime64]:
+    if previous is None or previous.empty:
+        return {}
+    d = pd.to_datetime(previous["trade_date"]).to_numpy().astype("datetime64[D]")
+    return dict(zip(previous["symbol"].astype(str), d, strict=True))
+
+
+def _previous_closes(previous: pd.DataFrame) -> dict[str, float]:
+    if previous is None or previous.empty:
+        return {}
+    return dict(zip(previous["symbol"].astype(str), previous["close"].astype(float), strict=True))
+
+
+@dataclass
+class ExpectationOutcome:
+    """What GX found for one rule: ``failed_rows`` are ``row_id`` values (row scope)."""
+
+    rule: str
+    severity: str
+    scope: str
+    gx_type: str
+    kwargs: dict[str, Any]
+    description: str
+    success: bool
+    unexpected_count: int
+    failed_rows: np.ndarray
+    observed: Any = None
+    exception: str | None = None
+
+
+@dataclass
+class SuiteOutcome:
+    """One GX run: per-rule outcomes, GX statistics, the Data Docs index (or None)."""
+
+    success: bool
+    outcomes: list[ExpectationOutcome]
+    statistics: dict[str, Any]
+    docs_index: str | None = None
+    seconds: float = 0.0
+
+    def chunk_failures(self) -> list[str]:
+        """Rules whose failure rejects the whole chunk: schema rules, or a row rule that
+        could not be evaluated at all (GX raised)."""
+        return [o.rule for o in self.outcomes
+                if not o.success and (o.scope == "chunk" or o.exception is not None)]
+
+
+@dataclass(frozen=True)
+class DocsSite:
+    """Where GX keeps validation results and builds Data Docs (local directories)."""
+
+    site_dir: str
+    results_dir: str
+    history: int = 30  # runs listed on the index page; bounds the index build cost
+
+
+def run_suite(
+    frame: pd.DataFrame,
+    suite: list[Expectation],
+    run_name: str,
+    docs: DocsSite | None = None,
+    docs_lock: Any = None,
+) -> SuiteOutcome:
+    """Validate ``frame`` (from ``derive_checks``) with the real GX engine, one run.
+
+    GX writes nothing outside ``docs`` (an ephemeral context, progress bars off).
+    ``docs_lock`` (a context manager) serialises the Data Docs build across processes.
+    """
+    import contextlib
+    import time
+
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    t0 = time.perf_counter()
+    defaults = InMemoryStoreBackendDefaults()
+    sites: dict[str, Any] = {}
+    if docs is not None:
+        defaults.stores[defaults.validation_results_store_name]["store_backend"] = {
+            "class_name": "TupleFilesystemStoreBackend", "base_directory": docs.results_dir}
+        sites = {"lake": {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs.site_dir},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                   "validation_results_limit": docs.history},
+        }}
+    config = DataContextConfig(
+        store_backend_defaults=defaults,
+        data_docs_sites=sites,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    ctx = gx.get_context(project_config=config, mode="ephemeral")
+    batch = (ctx.data_sources.add_pandas("lake").add_dataframe_asset("bars")
+             .add_batch_definition_whole_dataframe("chunk"))
+    # Built whole and added once: add_expectation re-serialises the stored suite each call.
+    gx_suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=[
+        getattr(gxe, e.gx_type)(**e.kwargs, notes=e.description,
+                                meta={"rule": e.rule, "severity": e.severity, "scope": e.scope})
+        for e in suite
+    ]))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=gx_suite))
+    run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
+    result = vd.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
+                       "return_unexpected_index_query": False},
+        run_id=run_id,
+    )
+
+    by_rule = {e.rule: e for e in suite}
+    outcomes = []
+    for r in result.results:
+        e = by_rule[r.expectation_config.meta["rule"]]
+        res = r.result or {}
+        idx = res.get("unexpected_index_list") or []
+        failed = np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64")
+        exc = r.exception_info or {}
+        raised = exc.get("raised_exception")
+        outcomes.append(ExpectationOutcome(
+            rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
+            description=e.description, success=bool(r.success),
+            unexpected_count=int(res.get("unexpected_count") or 0), failed_rows=failed,
+            observed=_jsonable(res.get("observed_value")),
+            exception=str(exc.get("exception_message")) if raised else None,
+        ))
+
+    docs_index = None
+    if docs is not None:
+        vrid = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=SUITE_NAME),
+            run_id=run_id, batch_identifier=_batch_id(result),
+        )
+        with docs_lock if docs_lock is not None else contextlib.nullcontext():
+            ctx.build_data_docs(site_names=["lake"], resource_identifiers=[vrid])
+        docs_index = f"{docs.site_dir.rstrip('/')}/index.html"
+    return SuiteOutcome(
+        success=bool(result.success), outcomes=outcomes,
+        statistics=_jsonable(dict(result.statistics)), docs_index=docs_index,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _batch_id(result: Any) -> str:
+    return str(result.results[0].expectation_config.kwargs.get("batch_id")) if result.results else ""
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON-able copy of a GX observed value (numpy scalars, lists, dicts)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float | int | str | bool) or x is None:
+        return x
+    return str(x)

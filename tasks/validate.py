@@ -1,0 +1,71 @@
+"""Validate stage: one GX run per ingested chunk, then curated / quarantine and artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from kline.contracts import ChunkValidationError
+from kline.lake import Lake
+from kline.validation import failure_table, read_validation_result, summary_markdown, validate_chunk
+from tasks._common import settings_from
+
+SUMMARY_KEY = "validation-summary"
+FAILURES_KEY = "validation-failures"
+DOCS_KEY = "validation-docs"
+
+
+@task(
+    name="validate",
+    task_run_name="validate-{chunk[start]}..{chunk[end]}",
+    # Deterministic: no retries. The chunk reference carries the raw content hash, so a
+    # re-ingested (fixed) chunk gets a new key and is validated again.
+    cache_policy=INPUTS + TASK_SOURCE,
+    persist_result=True,
+)
+def validate_chunk_task(
+    lake_root: str,
+    settings: dict,
+    chunk: dict,
+    run_date: str | None = None,
+    today: str | None = None,
+) -> dict[str, Any]:
+    """Validate the raw bars of ``chunk`` (an ``ingest_chunk`` reference) and publish the
+    summary, failed-expectation and Data Docs artifacts.
+
+    ``settings`` is the validate stage's sub-dict (``tasks._common.stage_settings``);
+    ``run_date`` / ``today`` are ISO dates (defaults: the chunk's end / today in Shanghai).
+    Returns ``kline.validation.validate_chunk``'s summary: counts per symbol, warnings,
+    ``excluded_symbols``, ``curated_fingerprint``, result and docs paths. A schema failure
+    raises ``ChunkValidationError`` naming the expectation.
+    """
+    lake = Lake(lake_root)
+    try:
+        summary = validate_chunk(
+            lake, chunk, settings_from(settings),
+            run_date=dt.date.fromisoformat(run_date) if run_date else None,
+            today=dt.date.fromisoformat(today) if today else None,
+        )
+    except ChunkValidationError as exc:
+        create_markdown_artifact(
+            key=SUMMARY_KEY,
+            markdown=f"# Validation rejected chunk {chunk['start']} .. {chunk['end']}\n\n{exc}\n",
+            description="Whole chunk rejected",
+        )
+        raise
+    result = read_validation_result(lake, summary["run_id"])
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=summary_markdown(summary),
+                             description=f"Validation {chunk['start']} .. {chunk['end']}")
+    rows = failure_table(result)
+    if rows:
+        create_table_artifact(key=FAILURES_KEY, table=rows,
+                              description="Failed expectations with example rows")
+    if summary["docs_path"]:
+        create_link_artifact(key=DOCS_KEY, link=f"file://{summary['docs_path']}",
+                             link_text="Great Expectations Data Docs",
+                             description="Data Docs built into the lake")
+    return summary
