@@ -16,8 +16,9 @@ import pandas as pd
 import pyarrow as pa
 from prefect import task
 
-from kline.backtest import backtest_bars, decide_promotion
+from kline.backtest import backtest_bars, decide_promotion, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
+from kline.features import load_panel
 from kline.instruments import is_a_share_code
 from kline.lake import Lake, content_hash
 from kline.report import json_clean
@@ -48,10 +49,12 @@ def backtest(
     symbols: list[str],
     data_fingerprint: str = "",
     calendars: dict[str, str] | None = None,
+    features_path: str | None = None,
 ) -> dict:
     """Walk-forward backtest of ``settings["backtest"]["models"]`` on curated bars of
     ``symbols`` up to ``run_date`` (ISO). ``settings`` is the backtest stage's sub-dict;
-    ``data_fingerprint`` (of the curated input) is there to key the cache.
+    ``data_fingerprint`` (of the curated input) is there to key the cache. The panel is the
+    features stage's (``features_path``) when given, else built here from the same bars.
 
     Returns the run id, file paths, the held-out span and each model's promotion metric.
     """
@@ -65,7 +68,13 @@ def backtest(
     calendars = dict(calendars or {})
     foreign = {c for sym, c in calendars.items() if not is_a_share_code(sym)}
     calendar = foreign.pop() if len(foreign) == 1 else A_SHARE_CALENDAR
-    result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars)
+    if features_path:
+        panel = load_panel(lake, features_path)
+        panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
+        panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")  # point in time
+        result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars)
+    else:
+        result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars)
 
     run = backtest_run_id(run_date, settings, symbols, data_fingerprint)
     paths = lake.paths

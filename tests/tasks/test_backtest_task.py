@@ -113,3 +113,19 @@ def test_promote_keeps_a_better_champion(lake_root):
     # persistence cannot beat itself, and the champion's recorded 0.5 is better still
     assert d["promote"] is False and d["champion_version"] == "20230401-old"
     assert get_champion(lake, "persistence")["version"] == "20230401-old"
+
+
+def test_backtest_reads_the_features_stage_panel_when_given(lake_root):
+    from kline.features import build_features, save_panel
+
+    lake = curated_lake(lake_root)
+    s = Settings().replace(**FAST)
+    sub = stage_settings(s, "backtest")
+    panel = build_features(lake.read_curated_bars(SYMBOLS, end=dt.date(2023, 7, 31)), s.features)
+    path = save_panel(lake, panel, "fp0000")  # runs past the run date: the task cuts it
+    a = backtest.fn(lake_root, sub, RUN, SYMBOLS, "fp1")
+    b = backtest.fn(lake_root, sub, RUN, SYMBOLS, "fp2", features_path=path)
+    pa_ = lake.read_table(a["predictions"]).to_pandas()
+    pb = lake.read_table(b["predictions"]).to_pandas()
+    assert pb["trade_date"].max() == dt.date(2023, 6, 30)
+    pd.testing.assert_frame_equal(pa_.drop(columns="realised"), pb.drop(columns="realised"))
