@@ -1,8 +1,8 @@
 """The run report: matplotlib figures, a self-contained HTML page and a markdown summary.
 
 Rendering only: functions here return figures, PNG bytes and text; ``tasks/report.py``
-saves them under ``reports/<run_date>/`` and publishes the Prefect artifacts. Figures use
-the Agg backend (no display needed).
+saves them under ``reports/<run_date>/`` and publishes the Prefect artifacts. Figures are
+drawn on the Agg canvas without pyplot (no display, no global state).
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from kline.backtest import BUY_AND_HOLD, REFERENCE, TABLE_FORECAST, TABLE_STRATEGY  # noqa: E402
-from kline.metrics import LOWER_IS_BETTER, better, drawdown  # noqa: E402
+from kline.backtest import BUY_AND_HOLD, REFERENCE, TABLE_FORECAST, TABLE_STRATEGY
+from kline.metrics import LOWER_IS_BETTER, better, drawdown
 
 # Figure names (PNG file stems), in page order; the first three are the seed's.
 FIGURES = ("data", "loss", "result", "equity", "drawdown", "scatter", "history")
@@ -70,10 +67,6 @@ class Report:
     summary_markdown: str
     html: str
     metrics: dict  # JSON-able, what metrics.json holds
-
-    def close(self) -> None:
-        for f in self.figures.values():
-            plt.close(f)
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -167,6 +160,13 @@ def headline(inp: ReportInputs) -> str:
 # -- figures ----------------------------------------------------------------------------------
 
 
+def _figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas, outside pyplot: no display, no global figure registry."""
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _empty(fig: Figure, text: str) -> Figure:
     ax = fig.add_subplot(111)
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
@@ -178,10 +178,11 @@ def fig_data(bars: pd.DataFrame) -> Figure:
     """Close price history, one panel per symbol (the seed's data.png)."""
     syms = sorted(bars["symbol"].unique()) if len(bars) else []
     if not syms:
-        return _empty(plt.figure(figsize=(10, 3)), "no bars")
+        return _empty(_figure((10, 3)), "no bars")
     cols = min(3, len(syms))
     rows = math.ceil(len(syms) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig = _figure((4.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, s in zip(axes.flat, syms, strict=False):
         b = bars[bars["symbol"] == s]
         ax.plot(pd.to_datetime(b["trade_date"]), b["close"], lw=0.8)
@@ -196,7 +197,7 @@ def fig_data(bars: pd.DataFrame) -> Figure:
 
 def fig_loss(loss_history: dict[str, list[float]]) -> Figure:
     """Training and validation loss per epoch of the last LSTM fit (the seed's loss.png)."""
-    fig = plt.figure(figsize=(7, 3.5))
+    fig = _figure((7, 3.5))
     if not loss_history:
         return _empty(fig, "no LSTM loss history in this run")
     ax = fig.add_subplot(111)
@@ -215,11 +216,12 @@ def fig_result(bars: pd.DataFrame, predictions: pd.DataFrame, model: str, symbol
     plot hides."""
     p = predictions[predictions["model"] == model]
     if p.empty:
-        return _empty(plt.figure(figsize=(10, 5)), f"no {model} predictions")
+        return _empty(_figure((10, 5)), f"no {model} predictions")
     symbol = symbol or sorted(p["symbol"].unique())[0]
     p = p[p["symbol"] == symbol].sort_values("trade_date")
     b = bars[bars["symbol"] == symbol].sort_values("trade_date")
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
+    fig = _figure((10, 6))
+    ax1, ax2 = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     bd = pd.to_datetime(b["trade_date"])
     ax1.plot(bd, b["close"], lw=0.8, color="black", label="real close")
     closes = b.set_index(pd.to_datetime(b["trade_date"]))["close"]
@@ -246,7 +248,7 @@ def fig_result(bars: pd.DataFrame, predictions: pd.DataFrame, model: str, symbol
 
 def fig_equity(equity: pd.DataFrame) -> Figure:
     """Equity of each strategy / starting equity, against buy-and-hold."""
-    fig = plt.figure(figsize=(10, 4))
+    fig = _figure((10, 4))
     if equity.empty:
         return _empty(fig, "no simulation")
     ax = fig.add_subplot(111)
@@ -264,7 +266,7 @@ def fig_equity(equity: pd.DataFrame) -> Figure:
 
 
 def fig_drawdown(equity: pd.DataFrame) -> Figure:
-    fig = plt.figure(figsize=(10, 3))
+    fig = _figure((10, 3))
     if equity.empty:
         return _empty(fig, "no simulation")
     ax = fig.add_subplot(111)
@@ -280,7 +282,7 @@ def fig_drawdown(equity: pd.DataFrame) -> Figure:
 
 def fig_scatter(predictions: pd.DataFrame, model: str) -> Figure:
     """Predicted vs realised next-session log returns of ``model`` on held-out data."""
-    fig = plt.figure(figsize=(5.5, 5))
+    fig = _figure((5.5, 5))
     p = predictions[(predictions["model"] == model) & predictions["realised"].notna()]
     if p.empty:
         return _empty(fig, f"no scored {model} predictions")
@@ -299,7 +301,7 @@ def fig_scatter(predictions: pd.DataFrame, model: str) -> Figure:
 
 def fig_history(history: pd.DataFrame | None, metric: str = "mase") -> Figure:
     """``metric`` per model across run dates (model decay)."""
-    fig = plt.figure(figsize=(10, 3.5))
+    fig = _figure((10, 3.5))
     if history is None or history.empty or metric not in history:
         return _empty(fig, "no metrics history yet")
     ax = fig.add_subplot(111)

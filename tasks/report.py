@@ -114,7 +114,6 @@ def report(
         fingerprint=summary.get("data_fingerprint", ""), history=history,
     )
     rep = render_report(inp)
-    rep.close()
     folder = paths.report_dir(day)
     files = {}
     for name in FIGURES:

@@ -76,7 +76,6 @@ def report_html() -> str:
         forecast=r.forecast, strategy=r.strategy, equity=r.equity,
         decision=decide_promotion("ridge", "v1", r.forecast, "mase"),
     ), dpi=60)
-    rep.close()
     return rep.html
 
 

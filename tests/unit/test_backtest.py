@@ -203,3 +203,13 @@ def test_run_backtest_baselines_end_to_end(bars, panel):
     assert len({f["train_end"] for f in r.fits}) == 2
     assert len(r.test_dates) == 41
     assert dataclasses.is_dataclass(r)
+
+
+def test_domain_modules_import_neither_prefect_nor_pyplot():
+    import subprocess
+    import sys
+
+    code = ("import sys, kline.backtest, kline.metrics, kline.simulation, kline.report; "
+            "print('prefect' in sys.modules, 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -32,7 +32,6 @@ RUN = dt.date(2023, 6, 30)
 @pytest.fixture(scope="module")
 def rendered(inputs):
     rep = render_report(inputs, dpi=60)
-    rep.close()
     return rep
 
 
@@ -142,6 +141,5 @@ def test_report_without_history_or_loss_still_renders(inputs):
     inp = ReportInputs(**{**inputs.__dict__, "history": None, "loss_history": {}, "decision": None,
                           "equity": pd.DataFrame()})
     rep = render_report(inp, dpi=40)
-    rep.close()
     assert "no promotion decision" in rep.summary
     assert len(re.findall(r"data:image/png;base64,", rep.html)) == len(FIGURES)
