@@ -123,7 +123,8 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
     becomes champion only if its walk-forward metric beats persistence and the champion's.
 
-    Records the decision beside the backtest and, on promotion, in the registry; returns it.
+    Records the decision beside the backtest and in the candidate's registry folder
+    (``promotion-<run_date>.json``), moves the champion pointer on promotion; returns it.
     """
     from kline import registry
 
@@ -138,7 +139,12 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     decision = decide_promotion(name, version, forecast, metric, champion)
     decision.update(run_date=run_date, backtest_run=backtest_ref["run"],
                     held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
+    decision = json_clean(decision)
+    text = json.dumps(decision, indent=1)
+    if version and version in registry.list_versions(lake, name):
+        # every decision, promoted or not, stays with the version it judged
+        lake.atomic_write_text(f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json", text)
     if decision["promote"]:
-        registry.set_champion(lake, name, version, json_clean(decision))
-    lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", json.dumps(json_clean(decision), indent=1))
-    return json_clean(decision)
+        registry.set_champion(lake, name, version, decision)
+    lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", text)
+    return decision

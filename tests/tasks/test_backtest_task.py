@@ -98,6 +98,8 @@ def test_promote_records_the_decision_and_the_champion(lake_root):
     assert json.loads(lake.read_text(f"{ref['dir']}/decision.json")) == d
     champ = get_champion(lake, "ridge")
     assert (champ is not None and champ["version"] == "20230501-aaaa") is ridge_wins
+    recorded = json.loads(lake.read_text(f"{lake.paths.model_dir('ridge', '20230501-aaaa')}/promotion-{RUN}.json"))
+    assert recorded == d
 
 
 def test_promote_keeps_a_better_champion(lake_root):
