@@ -155,7 +155,7 @@ def validate_chunk(
     keys = failed[KEY_COLUMNS].dropna()
     removed_from_curated = lake.delete_curated_rows(keys) if not keys.empty else 0
     previously = release_quarantine(lake, symbols, start, end)
-    write_quarantine(lake, failed, run_id, validated_at)
+    write_quarantine(lake, failed, run_id, validated_at, undated=start)
     released = _count_released(previously, failed)
 
     by_symbol = _per_symbol(frame, bad, warnings, symbols, instruments, start, min(end, today))
@@ -261,13 +261,15 @@ def _quarantine_files(lake: Lake, start: dt.date | None = None, end: dt.date | N
     return out
 
 
-def write_quarantine(lake: Lake, rows: pd.DataFrame, run_id: str, validated_at: pd.Timestamp) -> list[str]:
+def write_quarantine(
+    lake: Lake, rows: pd.DataFrame, run_id: str, validated_at: pd.Timestamp, undated: dt.date
+) -> list[str]:
     """Write failed rows (bar columns + ``failed_expectations``) to one file per trade date
-    under ``run_id``; returns the paths written."""
+    under ``run_id`` (rows without a trade_date under ``undated``); returns the paths."""
     if rows.empty:
         return []
     rows = rows.assign(run_id=run_id, validated_at=validated_at)
-    days = pd.to_datetime(rows["trade_date"], errors="coerce").dt.date
+    days = pd.to_datetime(rows["trade_date"], errors="coerce").dt.date.fillna(undated)
     paths = []
     for day, part in rows.groupby(days, sort=True):
         path = lake.paths.quarantine_bars(day, run_id)
