@@ -188,10 +188,11 @@ def fig_data(bars: pd.DataFrame) -> Figure:
         ax.plot(pd.to_datetime(b["trade_date"]), b["close"], lw=0.8)
         ax.set_title(s, fontsize=10)
         ax.tick_params(labelsize=7)
+        ax.tick_params(axis="x", labelrotation=30)
     for ax in list(axes.flat)[len(syms):]:
         ax.set_axis_off()
     fig.suptitle("Close price history")
-    fig.autofmt_xdate()
+    fig.tight_layout()
     return fig
 
 
