@@ -1,14 +1,27 @@
-"""The backfill flow: the daily ingest path over ``[start, end]`` in month chunks, each a
-cached, retried task run, so an interrupted backfill resumes where it stopped."""
+"""The backfill flow, two ways:
+
+- data backfill (default): the daily ingest path over ``[start, end]`` in month chunks,
+  each chunk ingested and validated by task runs cached and retried on their own (an
+  interrupted backfill resumes where it stopped), then features, training, backtest and the
+  report once, as of ``end``;
+- replay (``replay=True``): the daily flow as of every session in ``[start, end]``, each its
+  own flow run named after its date, point in time, with bounded concurrency; re-running a
+  replay finds every stage cached.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows._common import parse_date, resolve_settings
+from flows.daily import daily_flow
+from flows.hooks import publish_failure, stage
+from flows.stages import merge_validation, model_stages, universe_calendar, validate
+from kline.calendar import session_on_or_before, sessions_in_range
 from kline.ingestion import month_chunks
 from kline.lake import Lake
 from tasks._common import bind, stage_settings
@@ -25,7 +38,8 @@ def _progress(done: int, total: int, label: str, artifact_id) -> None:
         fn(done, total, label)
 
 
-@flow(name="kline-backfill", flow_run_name="backfill-{start}-{end}", log_prints=True)
+@flow(name="kline-backfill", flow_run_name="backfill-{start}-{end}", log_prints=True,
+      on_failure=[publish_failure])
 def backfill_flow(
     start: str,
     end: str,
@@ -36,27 +50,76 @@ def backfill_flow(
     source: str | None = None,
     calendar: str | None = None,
     refresh: bool = False,
+    replay: bool = False,
+    models: bool = True,
 ) -> dict:
-    """Ingest ``[start, end]`` (ISO dates, inclusive) for the universe in month chunks."""
+    """Backfill ``[start, end]`` (ISO dates, inclusive): ingest + validate in month chunks,
+    then (``models``) train, backtest and report as of the last session on or before
+    ``end``; or, with ``replay``, run the daily flow as of every session in the range."""
     logger = get_run_logger()
     settings = resolve_settings(config_file, lake, provider, symbols, source, calendar)
     a, b = parse_date(start, "start"), parse_date(end, "end")
     if a > b:
         raise ValueError(f"start {a} is after end {b}")
+    if replay:
+        return _replay(settings, a, b, config_file, refresh)
     lk = Lake(settings.lake)
     sub = stage_settings(settings, "ingest")
     task = bind(ingest_chunk, lk.root, refresh, **retry_options(sub))
     chunks = month_chunks(a, b)
     artifact_id = create_progress_artifact(progress=0.0, key="backfill-progress",
                                            description=f"backfill {a}..{b}")
-    refs = []
-    with tags(f"provider:{settings.provider}", f"universe:{len(settings.symbols)}", "backfill"):
+    universe = list(settings.symbols)
+    summaries = []
+    rows = 0
+    with tags(f"provider:{settings.provider}", f"universe:{len(universe)}", "backfill"):
         for i, (c0, c1) in enumerate(chunks, 1):
-            # each chunk is logged as of its own end: what a daily run on that date would know
-            refs.append(task(lk.root, sub, list(settings.symbols), c0.isoformat(), c1.isoformat(),
-                             c1.isoformat()))
+            with stage("ingest", universe):
+                # each chunk is logged as of its own end: what a daily run on that date would know
+                ref = task(lk.root, sub, universe, c0.isoformat(), c1.isoformat(), c1.isoformat())
+            with stage("validate", universe):
+                summaries += validate(settings, [ref], c1, refresh)
+            rows += ref["rows"]
             _progress(i, len(chunks), f"{c0:%Y-%m}", artifact_id)
-    rows = sum(r["rows"] for r in refs)
+        out = {"start": a.isoformat(), "end": b.isoformat(), "lake": lk.root, "ingested_rows": rows,
+               "chunks": len(chunks)}
+        if models:
+            last = session_on_or_before(b, universe_calendar(settings))
+            validation = merge_validation(summaries)
+            excluded = set(validation["excluded_symbols"])
+            kept = [s for s in universe if s not in excluded]
+            result = model_stages(settings, last, kept, validation, refresh)
+            out.update(run_date=last.isoformat(), report=result["report"]["files"]["report.html"],
+                       summary=result["report"].get("summary"))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
-    return {"start": a.isoformat(), "end": b.isoformat(), "lake": settings.lake,
-            "ingested_rows": rows, "chunks": len(chunks)}
+    return out
+
+
+def _replay(settings, a, b, config_file: str | None, refresh: bool) -> dict:
+    """The daily flow as of each session in ``[a, b]``, ``settings.max_concurrency`` at once."""
+    logger = get_run_logger()
+    days = sessions_in_range(a, b, universe_calendar(settings))
+    artifact_id = create_progress_artifact(progress=0.0, key="replay-progress",
+                                           description=f"replay {a}..{b}")
+    params = {"symbols": list(settings.symbols), "provider": settings.provider, "lake": settings.lake,
+              "config_file": config_file, "source": settings.file.source or None,
+              "calendar": settings.file.calendar or None, "refresh": refresh}
+
+    def one(day) -> dict:
+        return daily_flow(run_date=day.isoformat(), **params)
+
+    results = []
+    workers = max(1, settings.max_concurrency)
+    if workers == 1:
+        for i, d in enumerate(days, 1):
+            results.append(one(d))
+            _progress(i, len(days), d.isoformat(), artifact_id)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i, r in enumerate(pool.map(one, days), 1):
+                results.append(r)
+                _progress(i, len(days), r["run_date"], artifact_id)
+    logger.info("replayed %d session(s), %s..%s", len(days), a, b)
+    return {"start": a.isoformat(), "end": b.isoformat(), "lake": Lake(settings.lake).root,
+            "replayed": [r["run_date"] for r in results],
+            "reports": [r.get("report") for r in results]}

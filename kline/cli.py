@@ -164,6 +164,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{result['run_date']} is not a trading day: nothing to do")
         else:
             _print_status_table(lake_status(lake, settings))
+            if result.get("excluded_symbols"):
+                print(f"left out of modelling (run-date bar quarantined): {', '.join(result['excluded_symbols'])}")
+            if result.get("summary"):
+                print(result["summary"])
         print(f"Output: {result.get('report') or lake.root}")
     return code
 
@@ -187,10 +191,43 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     bf.progress_listeners.append(_terminal_progress)
     code, result = _run_flow(bf.backfill_flow, start=start.isoformat(), end=end.isoformat(),
-                             **_flow_params(args, settings))
+                             replay=args.replay, **_flow_params(args, settings))
     if code == EXIT_OK:
-        print(f"Output: {result.get('report') or Lake(settings.lake).root}")
+        if result.get("summary"):
+            print(result["summary"])
+        last_report = result.get("report") or next((r for r in reversed(result.get("reports", [])) if r), None)
+        print(f"Output: {last_report or Lake(settings.lake).root}")
     return code
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from kline.lake import Lake
+    from kline.registry import list_models
+
+    settings = _settings(args)
+    rows = list_models(Lake(settings.lake))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no models registered yet")
+        return EXIT_OK
+    head = ["name", "version", "champion", "train_start", "train_end", "test_start", "test_end",
+            "mase", "rmse", "directional_accuracy", "epochs"]
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, bool):
+            return "*" if v else ""
+        return "" if v is None else str(v)
+
+    table = [[fmt(r.get(h)) for h in head] for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -225,9 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="run date YYYY-MM-DD (default: latest XSHG session, Asia/Shanghai)")
     _add_common(p)
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("backfill", help="ingest a historical range in month chunks")
+    p = sub.add_parser("backfill", help="ingest and validate a historical range in month chunks, then model and report its end")
     p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future)")
+    p.add_argument("--replay", action="store_true",
+                   help="run the daily pipeline as of every session in the range (point in time)")
     _add_common(p)
     p.set_defaults(func=cmd_backfill)
     p = sub.add_parser("status", help="what the lake holds, per symbol")
@@ -235,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calendar", help="exchange calendar of non-A-share symbols (e.g. XNYS)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("models", help="registered model versions with their spans and metrics")
+    _add_common(p, data=False)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_models)
     p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments from this process")
     _add_common(p, data=False)
     p.add_argument("--limit", type=int, help="most flow runs at once")

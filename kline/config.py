@@ -139,7 +139,7 @@ class Settings:
     symbols: tuple[str, ...] = DEFAULT_UNIVERSE
     synthetic_seed: int = 20240101  # the synthetic market's seed
     timezone: str = "Asia/Shanghai"  # run_date defaults to the latest session here
-    max_concurrency: int = 2  # concurrent flow runs in a replay
+    max_concurrency: int = 1  # sessions replayed at once (each its own flow run)
     tushare: TushareConfig = field(default_factory=TushareConfig)
     file: FileConfig = field(default_factory=FileConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)

@@ -123,7 +123,7 @@ def ingest_range(
     t0 = time.perf_counter()
     bars = provider.fetch(list(symbols), start, end)
     bars = to_canonical(bars, provider.name)
-    written = lake.write_raw_bars(bars, provider.name)
+    written = lake.write_raw_bars(bars, provider.name, symbols=symbols, start=start, end=end)
     adj_rows = 0
     if isinstance(provider, AdjFactorProvider):
         factors = provider.fetch_adj_factor(list(symbols), start, end)

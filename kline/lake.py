@@ -250,31 +250,55 @@ class Lake:
             os.close(fd)
 
     # -- raw layer -----------------------------------------------------------------------
-    def write_raw_bars(self, bars: pd.DataFrame, source: str) -> WriteResult:
+    def write_raw_bars(
+        self,
+        bars: pd.DataFrame,
+        source: str,
+        symbols: Iterable[str] | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> WriteResult:
         """Merge canonical bars into their day partitions, atomically, one lock per day.
 
-        For each day, the rows of ``bars`` replace every stored row of the same symbols (the
-        newest fetch wins) and other symbols' rows stay. Rows within one fetch are kept as the
-        provider sent them, duplicates included, so validation can see and quarantine them.
+        A fetch is authoritative for what it asked for: on each day it touches, its rows
+        replace every stored row of the requested ``symbols`` (default: those in ``bars``) and
+        other symbols' rows stay. Given ``[start, end]``, stored rows of those symbols on days
+        the fetch no longer returns (a fixed bad date, a suspension) are removed too. Rows
+        within one fetch are kept as sent, duplicates included, so validation can see them.
         """
-        if bars.empty:
-            return WriteResult([], 0, content_hash(bars))
         table = to_table(bars).sort_by([("trade_date", "ascending"), ("symbol", "ascending")])
+        asked = pa.array(sorted(set(symbols) if symbols is not None else set(bars["symbol"].dropna())),
+                         pa.string())
         days = table.column("trade_date").to_numpy()
-        starts = np.concatenate([[0], np.flatnonzero(days[1:] != days[:-1]) + 1])
-        ends = np.concatenate([starts[1:], [len(days)]])
+        starts = np.concatenate([[0], np.flatnonzero(days[1:] != days[:-1]) + 1]) if len(days) else np.array([], int)
+        ends = np.concatenate([starts[1:], [len(days)]]) if len(days) else np.array([], int)
+        slices = {pd.Timestamp(days[a]).date(): table.slice(a, b - a) for a, b in zip(starts, ends, strict=True)}
+        stale = []
+        if start is not None and end is not None:
+            # probe only the days this fetch did not return (cost independent of history)
+            for n in range((end - start).days + 1):
+                d = start + dt.timedelta(days=n)
+                if d not in slices and self.exists(self.paths.raw_bars(d, source)):
+                    stale.append(d)
         partitions: list[str] = []
-        for a, b in zip(starts, ends, strict=True):
-            day = pd.Timestamp(days[a]).date()
-            part = table.slice(a, b - a)
+        for day in [*slices, *stale]:
+            part = slices.get(day, table.schema.empty_table())
             path = self.paths.raw_bars(day, source)
             with self.lock(f"raw-{day.isoformat()}"):
                 if self.exists(path):
                     old = self.read_table(path)
-                    keep = pc.invert(pc.is_in(old.column("symbol"), value_set=pc.unique(part.column("symbol"))))
+                    keep = pc.invert(pc.is_in(old.column("symbol"), value_set=asked))
                     part = pa.concat_tables([old.filter(keep).cast(BAR_SCHEMA), part])
                     part = part.sort_by([("symbol", "ascending")])
-                self.atomic_write_table(path, part)
+                elif part.num_rows == 0:
+                    continue
+                if part.num_rows == 0:
+                    self.fs.rm(self._strip(path))
+                    folder = self._strip(path).rsplit("/", 1)[0]
+                    if not [n for n in self.listdir(folder) if n.endswith(".parquet")]:
+                        self.fs.rm(folder, recursive=True)
+                else:
+                    self.atomic_write_table(path, part)
             partitions.append(f"trade_date={day.isoformat()}")
         return WriteResult(partitions, len(bars), content_hash(bars))
 

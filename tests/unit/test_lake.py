@@ -141,3 +141,19 @@ def test_ingest_log_roundtrip(lake):
     assert [e["end"] for e in lake.read_ingest_log()] == ["2024-01-04", "2024-01-05", "2024-02-05"]
     assert lake.ingest_log_months() == ["2024-01", "2024-02"]
     assert [e["end"] for e in lake.read_ingest_log(["2024-02"])] == ["2024-02-05"]
+
+
+def test_a_fetch_is_authoritative_for_its_symbols_and_range(lake):
+    bars = _bars(["600519.SH", "000001.SZ"])
+    weekend = bars[bars["symbol"] == "600519.SH"].iloc[:1].copy()
+    weekend["trade_date"] = dt.date(2024, 1, 6)  # a bad date from a broken source
+    lake.write_raw_bars(pd.concat([bars, weekend]), "synthetic")
+    assert dt.date(2024, 1, 6) in lake.raw_dates()
+    dup = pd.concat([bars, bars.iloc[:1]])  # duplicates within one fetch are kept for validation
+    lake.write_raw_bars(dup, "synthetic", symbols=["600519.SH", "000001.SZ"], start=D1, end=dt.date(2024, 1, 7))
+    out = lake.read_raw_bars(D1, dt.date(2024, 1, 7))
+    assert len(out) == len(bars) + 1
+    assert dt.date(2024, 1, 6) not in lake.raw_dates()  # the fixed fetch removed the bad day
+    only_index = _bars(["000001.SH"])
+    lake.write_raw_bars(only_index, "synthetic", symbols=["000001.SH"], start=D1, end=D3)
+    assert set(lake.read_raw_bars(D1, D3)["symbol"]) == {"600519.SH", "000001.SZ", "000001.SH"}

@@ -1,0 +1,167 @@
+"""The pipeline's stages as the flows call them: each binds its task to the lake (results
+and cache persist there), hands it only its stage's settings, and passes references on.
+
+``ingest → validate → features → train → backtest → promote → report``; the daily flow runs
+them all, the backfill flow runs ingest and validate per chunk and the rest once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from prefect import get_run_logger
+
+from flows.hooks import stage
+from kline.calendar import A_SHARE_CALENDAR
+from kline.config import Settings
+from kline.ingestion import plan_ingest
+from kline.instruments import SymbolError, instrument
+from kline.lake import Lake
+from tasks._common import bind, stage_settings
+from tasks.backtest import backtest, promote
+from tasks.features import build_features_task
+from tasks.ingest import ingest_chunk, retry_options
+from tasks.report import report
+from tasks.train import train_task
+from tasks.validate import validate_chunk_task
+
+
+def symbol_calendars(settings: Settings) -> dict[str, str]:
+    """Each symbol's exchange calendar (XSHG for A-shares, the file config for others)."""
+    out = {}
+    for sym in settings.symbols:
+        cal = settings.file.calendars.get(sym) or settings.file.calendar or None
+        try:
+            out[sym] = instrument(sym, calendar=cal).calendar
+        except SymbolError:
+            out[sym] = A_SHARE_CALENDAR
+    return out
+
+
+def universe_calendar(settings: Settings) -> str:
+    """The calendar that decides run dates: the universe's own when it has only one."""
+    cals = set(symbol_calendars(settings).values())
+    return cals.pop() if len(cals) == 1 else A_SHARE_CALENDAR
+
+
+def ingest(settings: Settings, run_date: dt.date, refresh: bool = False) -> list[dict]:
+    """One cached, retried ingest task run per chunk planned for a run as of ``run_date``."""
+    lake = Lake(settings.lake)
+    sub = stage_settings(settings, "ingest")
+    task = bind(ingest_chunk, lake.root, refresh, **retry_options(sub))
+    return [
+        task(lake.root, sub, list(c.symbols), c.start.isoformat(), c.end.isoformat(), run_date.isoformat())
+        for c in plan_ingest(lake, settings, run_date)
+    ]
+
+
+def validate(settings: Settings, chunks: list[dict], run_date: dt.date | None, refresh: bool = False) -> list[dict]:
+    """One validation task run per ingested chunk."""
+    lake = Lake(settings.lake)
+    task = bind(validate_chunk_task, lake.root, refresh)
+    sub = stage_settings(settings, "validate")
+    day = run_date.isoformat() if run_date else None
+    return [task(lake.root, sub, chunk, day) for chunk in chunks]
+
+
+def merge_validation(summaries: list[dict]) -> dict:
+    """One run-level validation summary from per-chunk ones (counts summed per symbol)."""
+    by_symbol: dict[str, dict] = {}
+    failed: set[str] = set()
+    excluded: set[str] = set()
+    for s in summaries:
+        for sym, counts in (s.get("by_symbol") or {}).items():
+            acc = by_symbol.setdefault(sym, {"warnings": {}})
+            for k, v in counts.items():
+                if k == "warnings":
+                    for rule, n in v.items():
+                        acc["warnings"][rule] = acc["warnings"].get(rule, 0) + n
+                elif isinstance(v, int | float):
+                    acc[k] = acc.get(k, 0) + v
+        failed.update(s.get("failed_expectations") or [])
+        excluded.update(s.get("excluded_symbols") or [])
+    return {
+        "chunks": len(summaries),
+        "rows_checked": sum(s.get("rows_checked", 0) for s in summaries),
+        "rows_passed": sum(s.get("rows_passed", 0) for s in summaries),
+        "rows_quarantined": sum(s.get("rows_quarantined", 0) for s in summaries),
+        "by_symbol": by_symbol,
+        "failed_expectations": sorted(failed),
+        "excluded_symbols": sorted(excluded),
+        "docs_path": next((s.get("docs_path") for s in reversed(summaries) if s.get("docs_path")), None),
+    }
+
+
+def model_stages(
+    settings: Settings, run_date: dt.date, symbols: list[str], validation: dict, refresh: bool = False
+) -> dict:
+    """features → train → backtest → promote → report as of ``run_date`` for ``symbols``.
+
+    Keys downstream caches on the curated layer's content fingerprint, so nothing re-runs
+    unless curated data or the stage's own settings changed."""
+    lake = Lake(settings.lake)
+    root, day = lake.root, run_date.isoformat()
+    curated_fp = lake.curated_fingerprint(run_date)
+    with stage("features", symbols):
+        features = bind(build_features_task, root, refresh)(
+            root, stage_settings(settings, "features"), day, symbols, upstream=curated_fp
+        )
+    with stage("train", symbols):
+        trained = bind(train_task, root, refresh)(
+            root, stage_settings(settings, "train"), day, symbols, features["path"], features["data_fingerprint"]
+        )
+    calendars = {s: c for s, c in symbol_calendars(settings).items() if s in symbols}
+    bt_settings = stage_settings(settings, "backtest")
+    with stage("backtest", symbols):
+        bt = bind(backtest, root, refresh)(
+            root, bt_settings, day, symbols, features["data_fingerprint"], calendars, features["path"]
+        )
+        candidate = {"name": trained["name"], "version": trained.get("version")}
+        decision = bind(promote, root, refresh)(root, bt_settings, day, bt, candidate)
+    with stage("report", symbols):
+        rep = bind(report, root, refresh)(
+            root, day, symbols, bt, decision, trained["name"], trained.get("version"), None, validation
+        )
+    return {"features": features, "train": trained, "backtest": bt, "decision": decision, "report": rep}
+
+
+def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -> dict:
+    """The whole daily pipeline as of ``run_date`` (a session of the universe's calendar)."""
+    logger = get_run_logger()
+    universe = list(settings.symbols)
+    with stage("ingest", universe):
+        chunks = ingest(settings, run_date, refresh)
+    with stage("validate", universe):
+        summaries = validate(settings, chunks, run_date, refresh)
+    validation = merge_validation(summaries)
+    symbols = [s for s in settings.symbols if s not in set(validation["excluded_symbols"])]
+    if validation["excluded_symbols"]:
+        logger.warning("left out of the downstream stages (run-date bar quarantined): %s",
+                       ", ".join(validation["excluded_symbols"]))
+    out = {
+        "run_date": run_date.isoformat(),
+        "trading_day": True,
+        "lake": Lake(settings.lake).root,
+        "ingested_rows": sum(c["rows"] for c in chunks),
+        "chunks": [f"{c['start']}..{c['end']}" for c in chunks],
+        "excluded_symbols": validation["excluded_symbols"],
+    }
+    if not symbols:
+        logger.warning("every symbol was left out; no model stages for %s", run_date)
+        return out
+    models = model_stages(settings, run_date, symbols, validation, refresh)
+    out.update(
+        model_version=models["train"].get("version"),
+        promoted=bool(models["decision"].get("promoted")),
+        summary=models["report"].get("summary"),
+        report=models["report"]["files"]["report.html"],
+    )
+    return out
+
+
+def run_key(settings: Settings) -> str:
+    """Short hash of what makes two runs of one date different (for idempotency keys)."""
+    blob = json.dumps([settings.to_dict()], sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
