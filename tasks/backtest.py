@@ -118,7 +118,7 @@ def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
     return {"version": rec.get("version"), "metric_value": value}
 
 
-@task(name="promote", task_run_name="promote-{run_date}")
+@task(name="promote", task_run_name="promote-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
 def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict) -> dict:
     """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
     becomes champion only if its walk-forward metric beats persistence and the champion's.

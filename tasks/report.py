@@ -25,6 +25,7 @@ from kline.report import (
     metrics_rows,
     render_report,
 )
+from tasks._common import STAGE_CACHE
 
 SUMMARY_KEY = "kline-report-summary"
 METRICS_KEY = "kline-report-metrics"
@@ -70,7 +71,7 @@ def publish_artifacts(run_date: str, summary_md: str, rows: list[dict], html_pat
     return [SUMMARY_KEY, METRICS_KEY, LINK_KEY]
 
 
-@task(name="report", task_run_name="report-{run_date}")
+@task(name="report", task_run_name="report-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
 def report(
     lake_root: str,
     run_date: str,
