@@ -154,7 +154,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     models = model_stages(settings, run_date, symbols, validation, refresh)
     out.update(
         model_version=models["train"].get("version"),
-        promoted=bool(models["decision"].get("promoted")),
+        promoted=bool(models["decision"].get("promote")),
         summary=models["report"].get("summary"),
         report=models["report"]["files"]["report.html"],
     )

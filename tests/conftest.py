@@ -11,6 +11,7 @@ import pytest
 for _var in [v for v in os.environ if v.startswith("KLINE_")]:
     del os.environ[_var]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
