@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Prints what the lake holds per symbol, the report's verdict, and last: "Output: <report>".
 demo: $(STAMP)
 	$(VENV)/bin/kline run
-	$(VENV)/bin/kline status
 
 test: $(STAMP)
 	$(PY) -m ruff check kline tasks flows tests benchmarks
