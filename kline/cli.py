@@ -191,7 +191,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
     bf.progress_listeners.append(_terminal_progress)
     code, result = _run_flow(bf.backfill_flow, start=start.isoformat(), end=end.isoformat(),
-                             replay=args.replay, **_flow_params(args, settings))
+                             replay=args.replay, models=not args.data_only, **_flow_params(args, settings))
     if code == EXIT_OK:
         if result.get("summary"):
             print(result["summary"])
@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future)")
     p.add_argument("--replay", action="store_true",
                    help="run the daily pipeline as of every session in the range (point in time)")
+    p.add_argument("--data-only", action="store_true",
+                   help="ingest and validate only; no training, backtest or report")
     _add_common(p)
     p.set_defaults(func=cmd_backfill)
     p = sub.add_parser("status", help="what the lake holds, per symbol")

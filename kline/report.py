@@ -151,7 +151,11 @@ def headline(inp: ReportInputs) -> str:
     elif d.get("promote"):
         promo = f"it was promoted to champion ({d.get('candidate_version')})"
     elif d.get("champion_version") and d.get("champion_version") == d.get("candidate_version"):
-        promo = f"it is already the champion ({d.get('candidate_version')}), promoted on an earlier run"
+        if d.get("champion_basis") == "bootstrap":
+            promo = (f"it is the champion ({d.get('candidate_version')}) only by default, as the first "
+                     "registered version, never promoted on merit")
+        else:
+            promo = f"it is already the champion ({d.get('candidate_version')}), promoted on an earlier run"
     else:
         promo = "it was not promoted" + (f" (champion stays {d['champion_version']})" if d.get("champion_version") else "")
     return f"On {n} held-out next-session returns{span}, {verdict}; {promo}."

@@ -115,7 +115,9 @@ def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
         return None
     decision = rec.get("decision") or {}
     value = decision.get("candidate_value") if decision.get("metric") == metric else None
-    return {"version": rec.get("version"), "metric_value": value}
+    # a champion set by the train stage's bootstrap was never compared with anything
+    basis = "bootstrap" if str(decision.get("rule", "")).startswith("bootstrap") else "promoted"
+    return {"version": rec.get("version"), "metric_value": value, "basis": basis}
 
 
 @task(name="promote", task_run_name="promote-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
@@ -137,6 +139,7 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
                 for m, f in summary["forecast"].items()}
     champion = _champion_record(lake, name, metric)
     decision = decide_promotion(name, version, forecast, metric, champion)
+    decision["champion_basis"] = champion.get("basis") if champion else None
     decision.update(run_date=run_date, backtest_run=backtest_ref["run"],
                     held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
     decision = json_clean(decision)

@@ -46,7 +46,8 @@ def test_backfill_one_month_with_progress(lake_root, config_file):
     seen = []
     progress_listeners.append(lambda d, t, label: seen.append((d, t, label)))
     try:
-        out = backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file)
+        out = backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file,
+                            models=False)
     finally:
         progress_listeners.clear()
     assert out["chunks"] == 2
@@ -54,5 +55,6 @@ def test_backfill_one_month_with_progress(lake_root, config_file):
     raw = Lake(lake_root).read_raw_bars()
     assert raw["trade_date"].min() == dt.date(2024, 1, 2) and raw["trade_date"].max() == dt.date(2024, 2, 8)
     # an interrupted / repeated backfill resumes: completed chunks come back from the cache
-    backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file)
+    backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file, models=False)
     assert len(Lake(lake_root).read_ingest_log()) == 2
+    assert Lake(lake_root).curated_years() == [2024]  # validated on the way

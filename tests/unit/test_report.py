@@ -143,3 +143,12 @@ def test_report_without_history_or_loss_still_renders(inputs):
     rep = render_report(inp, dpi=40)
     assert "no promotion decision" in rep.summary
     assert len(re.findall(r"data:image/png;base64,", rep.html)) == len(FIGURES)
+
+
+@pytest.mark.parametrize("basis, words", [("bootstrap", "only by default"), ("promoted", "promoted on an earlier run")])
+def test_headline_says_how_a_sitting_champion_got_there(inputs, basis, words):
+    worse = dict(inputs.forecast, lstm={**inputs.forecast["persistence"], "mase": 1.1, "n": 80})
+    decision = {"promote": False, "metric": "mase", "candidate_version": "v1", "champion_version": "v1",
+                "champion_basis": basis}
+    s = headline(ReportInputs(**{**inputs.__dict__, "candidate": "lstm", "forecast": worse, "decision": decision}))
+    assert words in s and "does not beat persistence" in s
