@@ -73,6 +73,13 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
         check_provider_name(settings.provider)
     except UnknownProviderError as exc:
         raise UsageError(str(exc)) from None
+    from kline.config import ConfigError
+    from kline.training import resolve_preset
+
+    try:
+        resolve_preset(settings.features, settings.train)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     foreign_ok = settings.provider == "file"
     for sym in settings.symbols:
         try:

@@ -191,3 +191,23 @@ def test_three_session_replay(tmp_path, lake_root):
     before = len(lake.read_ingest_log())
     backfill_flow(start="2024-03-13", end="2024-03-15", lake=lake_root, config_file=cfg, replay=True)
     assert len(lake.read_ingest_log()) == before  # nothing re-fetched: every stage came from cache
+
+
+def test_a_failed_run_rerun_after_the_fix_resumes_from_the_failed_stage(tmp_path, lake_root):
+    bad = config(tmp_path)
+    open(bad, "a").write("")
+    text = open(bad).read().replace("hidden = 8", 'hidden = 8\npreset = "nope"')
+    open(bad, "w").write(text)
+    failed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=bad, return_state=True)
+    assert failed.is_failed()
+    art = artifacts(failed.state_details.flow_run_id)[FAILURE_KEY]
+    assert "**stage:** train" in art.data and "unknown preset 'nope'" in art.data
+
+    fixed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=config(tmp_path), return_state=True)
+    assert fixed.is_completed()
+    runs = task_runs(fixed.state_details.flow_run_id, expected=len(STAGES))
+    states = {}
+    for r in runs:
+        states.setdefault(r.name.split("-")[0], set()).add(r.state.name)
+    assert states["ingest"] == states["validate"] == states["features"] == {"Cached"}
+    assert states["train"] == {"Completed"}

@@ -23,9 +23,16 @@ from kline.cli import main
         (["run", "--config", "missing.toml"], "config file not found: missing.toml"),
         (["status", "--config", "missing.toml"], "config file not found"),
         (["run", "--symbols", ","], "no symbol given"),
+        (["run", "--provider", "tushare"], "TUSHARE_TOKEN"),
+        (["run", "--config", "bad-preset.toml"], "unknown preset 'nope'"),
+        (["backfill", "--provider", "file", "--start", "2024-01-01", "--end", "2024-01-31"], "source"),
+        (["run", "--provider", "file", "--source", "nowhere/", "--symbols", "SPX", "--calendar", "XNYS"], "nowhere"),
+        (["run", "--provider", "file", "--source", "nowhere/", "--symbols", "SPX"], "give its exchange calendar"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, lake_root, isolated_cwd, capsys):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, lake_root, isolated_cwd, capsys, monkeypatch):
+    monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
+    (isolated_cwd / "bad-preset.toml").write_text('[train]\npreset = "nope"\n')
     code = main([*argv, "--lake", lake_root])
     err = capsys.readouterr().err
     assert code == 2
