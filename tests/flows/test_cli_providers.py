@@ -35,6 +35,7 @@ def test_backfill_from_tushare_fills_the_lake_like_the_synthetic_market(lake_roo
         raw = lake.read_raw_bars()
         assert list(raw.columns) == BAR_COLUMNS and set(raw["source"]) == {"tushare"}
         want = SyntheticProvider().fetch(["000001.SH", "600519.SH", "000001.SZ"], dt.date(2024, 1, 1), dt.date(2024, 2, 29))
+        want = want.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
         assert len(raw) == len(want)
         for col in ["open", "close", "pre_close", "volume", "amount"]:  # shares and CNY, not lots and thousands
             np.testing.assert_allclose(raw[col], want[col].to_numpy(), rtol=1e-9)
