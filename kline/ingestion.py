@@ -89,10 +89,11 @@ def _coverage(lake: Lake, symbols: Sequence[str], source: str, run_date: dt.date
     return cover
 
 
-def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk]:
+def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date, by_month: bool = False) -> list[Chunk]:
     """Chunks that bring every symbol up to ``run_date``: from the day after what earlier runs
     fetched (catching up missed days), or the configured history when nothing was.
-    Symbols sharing a start date are fetched together, in calendar-month chunks."""
+    Symbols sharing a start date are fetched together: one chunk per group (a daily run's
+    catch-up stays one task run), or one per calendar month with ``by_month``."""
     last = _coverage(lake, settings.symbols, settings.provider, run_date)
     by_start: dict[dt.date, list[str]] = {}
     for sym in settings.symbols:
@@ -102,7 +103,7 @@ def plan_ingest(lake: Lake, settings: Settings, run_date: dt.date) -> list[Chunk
             by_start.setdefault(start, []).append(sym)
     chunks = []
     for start, syms in sorted(by_start.items()):
-        for a, b in month_chunks(start, run_date):
+        for a, b in month_chunks(start, run_date) if by_month else [(start, run_date)]:
             chunks.append(Chunk(tuple(syms), a, b))
     return chunks
 

@@ -22,9 +22,10 @@ def test_history_start():
 
 def test_plan_on_empty_lake_fetches_the_configured_history(lake):
     s = Settings(symbols=("600519.SH", "000001.SH"))
-    chunks = plan_ingest(lake, s, dt.date(2024, 3, 15))
+    (chunk,) = plan_ingest(lake, s, dt.date(2024, 3, 15))
+    assert (chunk.symbols, chunk.start, chunk.end) == (("600519.SH", "000001.SH"), dt.date(2022, 3, 16), dt.date(2024, 3, 15))
+    chunks = plan_ingest(lake, s, dt.date(2024, 3, 15), by_month=True)
     assert chunks[0].start == dt.date(2022, 3, 16) and chunks[-1].end == dt.date(2024, 3, 15)
-    assert all(c.symbols == ("600519.SH", "000001.SH") for c in chunks)
     assert len(chunks) == 25
 
 
