@@ -238,15 +238,13 @@ class Lake:
         return sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in self.fs.ls(p, detail=False))
 
     @contextlib.contextmanager
-    def lock_partition(self, path: str) -> Iterator[None]:
-        """Exclusive lock on the folder holding ``path`` (created if missing): partitions
-        lock themselves, so a new day costs no extra lock file. A no-op on object stores."""
-        folder = self._strip(path).rsplit("/", 1)[0]
-        if not self._local:
+    def _flock(self, target: str, folder: bool) -> Iterator[None]:
+        """``flock`` on a folder (created if missing) or on a lock file; no-op off local disk."""
+        if not self._local:  # object stores: writers must not overlap
             yield
             return
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
+        os.makedirs(target if folder else os.path.dirname(target), exist_ok=True)
+        fd = os.open(target, os.O_RDONLY) if folder else os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -254,22 +252,14 @@ class Lake:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
-    @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Exclusive lock across processes on one host (``flock``); a no-op on object stores,
-        whose writers must not overlap."""
-        if not self._local:
-            yield
-            return
-        path = self._strip(self.paths.lock(key))
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def lock_partition(self, path: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive lock on the folder holding ``path``: partitions lock themselves, so a new
+        day costs no extra lock file."""
+        return self._flock(self._strip(path).rsplit("/", 1)[0], folder=True)
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive lock named ``key`` across processes on one host (``_state/locks``)."""
+        return self._flock(self._strip(self.paths.lock(key)), folder=False)
 
     # -- raw layer -----------------------------------------------------------------------
     def write_raw_bars(
