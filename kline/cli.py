@@ -96,7 +96,8 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
         if d > now:
             raise UsageError(f"date {d} is in the future (today is {now} in {settings.timezone})")
         if d < lo or d > hi:
-            raise UsageError(f"date {d} is outside the trading calendar ({lo}..{hi})")
+            hint = " (upgrade exchange-calendars once the exchange publishes next year's holidays)" if d > hi else ""
+            raise UsageError(f"date {d} is outside the XSHG trading calendar ({lo}..{hi}){hint}")
     try:
         if settings.provider == "tushare" and settings.tushare.secret_block:
             from tasks.secrets import prefect_secret_loader
