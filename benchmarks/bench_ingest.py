@@ -53,7 +53,7 @@ def split(symbols: list[str], start: dt.date, end: dt.date) -> tuple[float, floa
     return t_provider, t_lake, files
 
 
-def daily_increment(lake: Lake, symbols: list[str], last: dt.date, repeats: int = 5) -> float:
+def daily_increment(lake: Lake, symbols: list[str], last: dt.date, repeats: int = 15) -> float:
     """Median seconds of plan + ingest for the session after ``last`` (re-run ``repeats``x)."""
     day = next_session(last)
     settings = Settings(symbols=tuple(symbols))

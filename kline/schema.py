@@ -6,6 +6,8 @@ Prices in CNY (stocks) or index points, ``volume`` in shares (not lots), ``amoun
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pyarrow as pa
 
@@ -54,15 +56,25 @@ def to_canonical(df: pd.DataFrame, source: str, ingested_at: pd.Timestamp | None
     out = pd.DataFrame(
         {
             "symbol": df["symbol"].astype(str),
-            "trade_date": pd.to_datetime(df["trade_date"]).dt.date,
-            **{c: pd.to_numeric(df[c], errors="coerce").astype("float64") for c in PRICE_COLUMNS},
-            "volume": pd.to_numeric(df["volume"], errors="coerce").astype("float64"),
-            "amount": pd.to_numeric(df["amount"], errors="coerce").astype("float64"),
+            "trade_date": _dates(df["trade_date"]),
+            **{c: _floats(df[c]) for c in [*PRICE_COLUMNS, "volume", "amount"]},
             "source": df["source"].astype(str),
             "ingested_at": pd.to_datetime(df["ingested_at"], utc=True),
         }
     )
     return out.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def _dates(col: pd.Series) -> pd.Series:
+    """``datetime.date`` objects; a column that already holds them is kept as is."""
+    first = col.iloc[0] if len(col) else None
+    if col.dtype == object and type(first) is dt.date and col.map(type).eq(dt.date).all():
+        return col
+    return pd.to_datetime(col).dt.date
+
+
+def _floats(col: pd.Series) -> pd.Series:
+    return col if col.dtype == "float64" else pd.to_numeric(col, errors="coerce").astype("float64")
 
 
 def to_table(df: pd.DataFrame) -> pa.Table:
