@@ -8,8 +8,6 @@ them all, the backfill flow runs ingest and validate per chunk and the rest once
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 
 from prefect import get_run_logger
 
@@ -159,9 +157,3 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
         report=models["report"]["files"]["report.html"],
     )
     return out
-
-
-def run_key(settings: Settings) -> str:
-    """Short hash of what makes two runs of one date different (for idempotency keys)."""
-    blob = json.dumps([settings.to_dict()], sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]

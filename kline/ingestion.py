@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from kline.calendar import previous_session, sessions_in_range
 from kline.config import Settings
 from kline.lake import Lake, content_hash
 from kline.providers.base import AdjFactorProvider, Provider
@@ -156,10 +155,4 @@ def ingest_range(
     }
 
 
-def latest_session(run_date: dt.date, calendar: str) -> dt.date:
-    """The session on or before ``run_date``."""
-    s = sessions_in_range(run_date, run_date, calendar)
-    return s[0] if s else previous_session(run_date, calendar)
-
-
-__all__ = ["Chunk", "history_start", "ingest_range", "latest_session", "month_chunks", "plan_ingest", "content_hash"]
+__all__ = ["Chunk", "history_start", "ingest_range", "month_chunks", "plan_ingest", "content_hash"]
