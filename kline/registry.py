@@ -209,21 +209,29 @@ def decide_training(
     """Apply ``train.retrain`` to the latest LSTM version trained with the same model
     config and symbols: ``always`` trains; ``on_change`` trains when the data fingerprint
     differs; ``every_n`` when ``retrain_every`` sessions have passed since it was trained.
-    Warm start from the champion when its feature config and model shape match."""
+    Warm start from the champion when its feature config and model shape match.
+
+    Point in time: only versions trained as of ``run_date`` or earlier count, so a replay of
+    an old date never reuses, or warm-starts from, a model that saw later data."""
     from kline.training import resolve_preset
 
     if train.retrain not in RETRAIN_POLICIES:
         raise ConfigError(f"train.retrain: unknown policy {train.retrain!r}, choose from {', '.join(RETRAIN_POLICIES)}")
     feats, tcfg = resolve_preset(features, train)
     cfg_fp = model_config_fingerprint(feats, tcfg)
-    same = [v for v in list_versions(lake, "lstm")
-            if (c := read_card(lake, "lstm", v))["config_fingerprint"] == cfg_fp
-            and sorted(c["symbols"]) == sorted(symbols)]
+    def as_of(card: dict) -> bool:
+        return dt.date.fromisoformat(card["run_date"]) <= run_date
+
+    cards = {v: read_card(lake, "lstm", v) for v in list_versions(lake, "lstm")}
+    same = [v for v, c in cards.items()
+            if c["config_fingerprint"] == cfg_fp and sorted(c["symbols"]) == sorted(symbols) and as_of(c)]
+    same.sort(key=lambda v: cards[v]["run_date"])  # stable: creation order within a date
     warm = None
     champ = get_champion(lake, "lstm")
-    if champ and tcfg.warm_start:
-        cc = read_card(lake, "lstm", champ["version"])
-        if cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == _model_shape(tcfg):
+    if champ and tcfg.warm_start and champ["version"] in cards:
+        cc = cards[champ["version"]]
+        if (cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == _model_shape(tcfg)
+                and as_of(cc)):
             warm = champ["version"]
     if not same:
         return TrainDecision(True, "no model with this config yet", warm_start=warm)

@@ -125,3 +125,13 @@ def test_unknown_policy_is_named(tmp_path):
     with pytest.raises(ValueError, match="sometimes"):
         registry.decide_training(Lake(tmp_path), FeatureConfig(), dataclasses.replace(FAST, retrain="sometimes"),
                                  RUN, "a", SYMBOLS)
+
+
+def test_a_model_trained_later_is_never_reused_nor_warm_started_from(tmp_path):
+    lake = Lake(tmp_path)
+    train(lake, fp="a", run_date=dt.date(2023, 6, 26))  # e.g. a backfill to its end date
+    earlier = dt.date(2023, 6, 20)  # then a replay of an earlier session
+    d = registry.decide_training(lake, FeatureConfig(), FAST, earlier, "a", SYMBOLS)
+    assert d.train and d.reason.startswith("no model") and d.warm_start is None
+    d = registry.decide_training(lake, FeatureConfig(), FAST, dt.date(2023, 6, 26), "a", SYMBOLS)
+    assert not d.train  # the same date with the same data: reused
