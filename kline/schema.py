@@ -30,7 +30,8 @@ BAR_COLUMNS: list[str] = BAR_SCHEMA.names
 PRICE_COLUMNS = ["open", "high", "low", "close", "pre_close"]
 KEY_COLUMNS = ["symbol", "trade_date"]
 
-# adj_factor rows stored beside raw prices (tushare); adjusted price = raw * factor / latest.
+# adj_factor rows stored beside raw prices (tushare). kline.features adjusts on read as
+# raw * factor / (the symbol's first factor), so later corporate actions never rescale the past.
 ADJ_SCHEMA = pa.schema(
     [("symbol", pa.string()), ("trade_date", pa.date32()), ("adj_factor", pa.float64())]
 )

@@ -3,7 +3,8 @@
 ``backtest`` is cached on (run date, symbols, stage settings, data fingerprint) and writes
 ``backtests/<run_date>-<key>/``: ``predictions.parquet``, ``equity.parquet`` and
 ``summary.json``. ``promote`` reads that summary and the registry's champion, decides, and
-records the decision; it is not cached, because the registry's state is one of its inputs.
+records the decision; it is cached on the same small inputs, so re-running a date keeps the
+decision made the first time rather than re-deciding against a champion set since.
 """
 
 from __future__ import annotations

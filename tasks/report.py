@@ -1,8 +1,9 @@
 """Report stage: render the run date's report, save it under ``reports/<run_date>/`` and
 publish Prefect artifacts with stable keys (summary markdown, metrics table, report link).
 
-Not cached: it is cheap, it appends this run to the metrics history, and the artifacts must
-be published on every run, including a re-run of the same date.
+Cached like every stage: a re-run of the same date with nothing changed keeps the report,
+the metrics history and the artifacts the first run published. The report shows the metrics
+history up to its own run date only.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def report(
         run_date=day, candidate=candidate, bars=bars, predictions=predictions, forecast=forecast,
         strategy=strategy, equity=equity, loss_history=loss_history_from_fits(summary.get("fits", []), candidate),
         decision=decision, model_card=model_card, validation=validation,
-        fingerprint=summary.get("data_fingerprint", ""), history=history,
+        fingerprint=summary.get("data_fingerprint", ""),
+        history=history[pd.to_datetime(history["run_date"]).dt.date <= day],  # point in time
     )
     rep = render_report(inp)
     folder = paths.report_dir(day)
