@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows._common import parse_date, resolve_settings
+from flows._common import checked, parse_date, resolve_settings
 from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
 from flows.stages import merge_validation, model_stages, universe_calendar, validate
@@ -61,6 +61,7 @@ def backfill_flow(
     a, b = parse_date(start, "start"), parse_date(end, "end")
     if a > b:
         raise ValueError(f"start {a} is after end {b}")
+    checked(settings, [a, b])
     if replay:
         return _replay(settings, a, b, config_file, refresh)
     lk = Lake(settings.lake)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
-from flows._common import default_run_date, parse_date, resolve_settings
+from flows._common import checked, default_run_date, parse_date, resolve_settings
 from flows.hooks import publish_failure
 from flows.stages import run_pipeline, universe_calendar
 from kline.calendar import is_session
@@ -34,6 +34,7 @@ def daily_flow(
     logger = get_run_logger()
     settings = resolve_settings(config_file, lake, provider, symbols, source, calendar)
     day = parse_date(run_date, "run_date") or default_run_date(settings.timezone)
+    checked(settings, [day])
     cal = universe_calendar(settings)
     if not is_session(day, cal):
         logger.info("%s is not a trading day (%s); nothing to do", day, cal)

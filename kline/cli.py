@@ -60,9 +60,11 @@ def _settings(args: argparse.Namespace):
 
 
 def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
-    """Everything that can be refused before any work: provider, symbols, dates."""
-    from kline.calendar import A_SHARE_CALENDAR, CalendarError, calendar_bounds, today
-    from kline.instruments import SymbolError, instrument, validate_symbol
+    """Everything that can be refused before any work: provider, symbols, settings, dates."""
+    from kline.calendar import CalendarError
+    from kline.config import ConfigError
+    from kline.instruments import SymbolError
+    from kline.preflight import check_dates, check_settings, check_symbols
     from kline.providers import (
         ProviderConfigError,
         UnknownProviderError,
@@ -72,40 +74,16 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
 
     try:
         check_provider_name(settings.provider)
-    except UnknownProviderError as exc:
-        raise UsageError(str(exc)) from None
-    from kline.config import ConfigError
-    from kline.training import resolve_preset
-
-    try:
-        resolve_preset(settings.features, settings.train)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    foreign_ok = settings.provider == "file"
-    for sym in settings.symbols:
-        try:
-            validate_symbol(sym, allow_foreign=foreign_ok)
-            if foreign_ok:
-                cal = settings.file.calendars.get(sym) or settings.file.calendar or None
-                instrument(sym, calendar=cal)
-        except (SymbolError, CalendarError) as exc:
-            raise UsageError(str(exc)) from None
-    now = today(settings.timezone)
-    lo, hi = calendar_bounds(A_SHARE_CALENDAR)
-    for d in dates:
-        if d > now:
-            raise UsageError(f"date {d} is in the future (today is {now} in {settings.timezone})")
-        if d < lo or d > hi:
-            hint = " (upgrade exchange-calendars once the exchange publishes next year's holidays)" if d > hi else ""
-            raise UsageError(f"date {d} is outside the XSHG trading calendar ({lo}..{hi}){hint}")
-    try:
+        check_symbols(settings)
+        check_settings(settings)
+        check_dates(settings, dates)
         if settings.provider == "tushare" and settings.tushare.secret_block:
             from tasks.secrets import prefect_secret_loader
 
             make_provider(settings, token_loader=prefect_secret_loader)
         else:
             make_provider(settings)
-    except ProviderConfigError as exc:
+    except (UnknownProviderError, SymbolError, CalendarError, ConfigError, ProviderConfigError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -1,4 +1,5 @@
 import datetime as dt
+import os
 
 import pytest
 
@@ -58,3 +59,17 @@ def test_backfill_one_month_with_progress(lake_root, config_file):
     backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file, models=False)
     assert len(Lake(lake_root).read_ingest_log()) == 2
     assert Lake(lake_root).curated_years() == [2024]  # validated on the way
+
+
+@pytest.mark.parametrize("params", [{"run_date": "2999-01-04"}, {"run_date": "2024-03-15", "symbols": ["../x"]}])
+def test_a_deployment_run_with_bad_input_fails_before_writing(lake_root, config_file, params):
+    state = daily_flow(lake=lake_root, config_file=config_file, return_state=True, **params)
+    assert state.is_failed()
+    assert not os.path.exists(lake_root)
+
+
+def test_a_backfill_into_the_future_fails_before_writing(lake_root, config_file):
+    state = backfill_flow(start="2024-01-01", end="2999-01-31", lake=lake_root, config_file=config_file,
+                          return_state=True)
+    assert state.is_failed() and "in the future" in state.message
+    assert not os.path.exists(lake_root)

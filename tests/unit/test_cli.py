@@ -25,6 +25,9 @@ from kline.cli import main
         (["run", "--symbols", ","], "no symbol given"),
         (["run", "--provider", "tushare"], "TUSHARE_TOKEN"),
         (["run", "--config", "bad-preset.toml"], "unknown preset 'nope'"),
+        (["run", "--config", "bad-scaler.toml"], "unknown scaler 'foo'"),
+        (["run", "--config", "bad-metric.toml"], "backtest.promote_metric: unknown value 'sharpe'"),
+        (["run", "--calendar", "BOGUS"], "unknown exchange calendar 'BOGUS'"),
         (["backfill", "--provider", "file", "--start", "2024-01-01", "--end", "2024-01-31"], "source"),
         (["run", "--provider", "file", "--source", "nowhere/", "--symbols", "SPX", "--calendar", "XNYS"], "nowhere"),
         (["run", "--provider", "file", "--source", "nowhere/", "--symbols", "SPX"], "give its exchange calendar"),
@@ -33,6 +36,8 @@ from kline.cli import main
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, lake_root, isolated_cwd, capsys, monkeypatch):
     monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
     (isolated_cwd / "bad-preset.toml").write_text('[train]\npreset = "nope"\n')
+    (isolated_cwd / "bad-scaler.toml").write_text('[features]\nscaler = "foo"\n')
+    (isolated_cwd / "bad-metric.toml").write_text('[backtest]\npromote_metric = "sharpe"\n')
     code = main([*argv, "--lake", lake_root])
     err = capsys.readouterr().err
     assert code == 2

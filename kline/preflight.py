@@ -1,0 +1,75 @@
+"""Everything about a run's settings that can be refused before any work is done, so that
+bad input stops with one message (CLI exit 2; a failed flow run from a deployment) and
+nothing is written to the lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from kline.calendar import A_SHARE_CALENDAR, CalendarError, _calendar, calendar_bounds, today
+from kline.config import ConfigError, Settings
+from kline.instruments import SymbolError, instrument, validate_symbol
+
+FORECAST_METRICS = ("rmse", "mae", "mase", "directional_accuracy", "ic", "rank_ic", "r2_oos")
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise ConfigError naming the first setting no stage could run with."""
+    from kline.backtest import WINDOWS
+    from kline.features import FeatureError, check_feature_config
+    from kline.forecasters import FORECASTERS
+    from kline.registry import RETRAIN_POLICIES
+    from kline.simulation import EXECUTIONS
+    from kline.training import resolve_preset
+
+    try:
+        check_feature_config(settings.features)
+    except FeatureError as exc:
+        raise ConfigError(f"features: {exc}") from None
+    resolve_preset(settings.features, settings.train)  # preset and scope
+    t, b = settings.train, settings.backtest
+    choices = [
+        ("train.retrain", t.retrain, RETRAIN_POLICIES),
+        ("train.lr_schedule", t.lr_schedule, ("cosine", "none")),
+        ("backtest.window", b.window, WINDOWS),
+        ("backtest.execution", b.execution, EXECUTIONS),
+        ("backtest.promote_metric", b.promote_metric, FORECAST_METRICS),
+    ]
+    for name, value, allowed in choices:
+        if value not in allowed:
+            raise ConfigError(f"{name}: unknown value {value!r}, choose from {', '.join(allowed)}")
+    unknown = [m for m in b.models if m not in FORECASTERS]
+    if unknown or "persistence" not in b.models:
+        raise ConfigError(f"backtest.models: {', '.join(unknown) or 'persistence missing'}; "
+                          f"choose from {', '.join(FORECASTERS)} (persistence is required)")
+    for code in {settings.file.calendar, *settings.file.calendars.values()} - {""}:
+        try:
+            _calendar(code)
+        except CalendarError as exc:
+            raise ConfigError(f"file calendar: {exc}") from None
+
+
+def check_symbols(settings: Settings) -> None:
+    """Raise SymbolError for an ill-formed symbol (paths included) or a foreign one without
+    a calendar; foreign tickers are allowed only for file imports."""
+    foreign_ok = settings.provider == "file"
+    for sym in settings.symbols:
+        validate_symbol(sym, allow_foreign=foreign_ok)
+        if foreign_ok:
+            instrument(sym, calendar=settings.file.calendars.get(sym) or settings.file.calendar or None)
+
+
+def check_dates(settings: Settings, dates: Sequence[dt.date]) -> None:
+    """Raise ValueError for a date in the future (exchange time zone) or past the calendar."""
+    now = today(settings.timezone)
+    lo, hi = calendar_bounds(A_SHARE_CALENDAR)
+    for d in dates:
+        if d > now:
+            raise ValueError(f"date {d} is in the future (today is {now} in {settings.timezone})")
+        if d < lo or d > hi:
+            hint = " (upgrade exchange-calendars once the exchange publishes next year's holidays)" if d > hi else ""
+            raise ValueError(f"date {d} is outside the XSHG trading calendar ({lo}..{hi}){hint}")
+
+
+__all__ = ["ConfigError", "SymbolError", "check_dates", "check_settings", "check_symbols"]
