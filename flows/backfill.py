@@ -22,7 +22,7 @@ from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
 from flows.stages import merge_validation, model_stages, universe_calendar, validate
 from kline.calendar import session_on_or_before, sessions_in_range
-from kline.ingestion import month_chunks
+from kline.ingestion import month_chunks, source_fingerprint
 from kline.lake import Lake
 from tasks._common import bind, stage_settings
 from tasks.ingest import ingest_chunk, retry_options
@@ -71,27 +71,29 @@ def backfill_flow(
     artifact_id = create_progress_artifact(progress=0.0, key="backfill-progress",
                                            description=f"backfill {a}..{b}")
     universe = list(settings.symbols)
+    version = source_fingerprint(settings)
+    # the date the models are built as of; a symbol whose bar on it is quarantined sits out
+    last = session_on_or_before(b, universe_calendar(settings))
     summaries = []
     rows = 0
     with tags(f"provider:{settings.provider}", f"universe:{len(universe)}", "backfill"):
         for i, (c0, c1) in enumerate(chunks, 1):
             with stage("ingest", universe):
                 # each chunk is logged as of its own end: what a daily run on that date would know
-                ref = task(lk.root, sub, universe, c0.isoformat(), c1.isoformat(), c1.isoformat())
+                ref = task(lk.root, sub, universe, c0.isoformat(), c1.isoformat(), c1.isoformat(), version)
             with stage("validate", universe):
-                summaries += validate(settings, [ref], c1, refresh)
+                summaries += validate(settings, [ref], last, refresh)
             rows += ref["rows"]
             _progress(i, len(chunks), f"{c0:%Y-%m}", artifact_id)
         out = {"start": a.isoformat(), "end": b.isoformat(), "lake": lk.root, "ingested_rows": rows,
                "chunks": len(chunks)}
         if models:
-            last = session_on_or_before(b, universe_calendar(settings))
             validation = merge_validation(summaries)
             excluded = set(validation["excluded_symbols"])
             kept = [s for s in universe if s not in excluded]
             result = model_stages(settings, last, kept, validation, refresh)
             out.update(run_date=last.isoformat(), report=result["report"]["files"]["report.html"],
-                       summary=result["report"].get("summary"))
+                       summary=result["report"].get("summary"), excluded_symbols=sorted(excluded))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
     return out
 

@@ -22,7 +22,8 @@ def stage(name: str, symbols: list[str]) -> Iterator[None]:
     run_id = str(flow_run.id)
     CURRENT_STAGE[run_id] = {"stage": name, "symbols": list(symbols)}
     yield
-    CURRENT_STAGE[run_id] = {"stage": f"after {name}", "symbols": list(symbols)}
+    # only a failure leaves the entry for the hook; success clears it (kline serve runs for days)
+    CURRENT_STAGE.pop(run_id, None)
 
 
 def failure_markdown(flow_run_name: str, message: str, where: dict | None, failed_tasks: list[dict]) -> str:
@@ -44,6 +45,11 @@ def failure_markdown(flow_run_name: str, message: str, where: dict | None, faile
     return "\n".join(lines) + "\n"
 
 
+def _from_tasks(failed: list[dict]) -> dict | None:
+    """Where the run failed, read from its failed task runs when the flow recorded nothing."""
+    return {"stage": failed[0]["name"].split("-")[0], "symbols": []} if failed else None
+
+
 def publish_failure(flow, flow_run, state) -> None:
     """``on_failure`` hook: a markdown artifact (key ``pipeline-failure``) on the flow run."""
     from prefect.client.orchestration import get_client
@@ -58,7 +64,7 @@ def publish_failure(flow, flow_run, state) -> None:
             if tr.state is not None and tr.state.is_failed()
         ]
         md = failure_markdown(flow_run.name, state.message or state.name,
-                              CURRENT_STAGE.pop(str(flow_run.id), None), failed)
+                              CURRENT_STAGE.pop(str(flow_run.id), None) or _from_tasks(failed), failed)
         client.create_artifact(ArtifactCreate(key=FAILURE_KEY, type="markdown", data=md,
                                               description=f"{flow_run.name} failed",
                                               flow_run_id=flow_run.id))

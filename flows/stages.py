@@ -14,7 +14,7 @@ from prefect import get_run_logger
 from flows.hooks import stage
 from kline.calendar import A_SHARE_CALENDAR
 from kline.config import Settings
-from kline.ingestion import plan_ingest
+from kline.ingestion import plan_ingest, source_fingerprint
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
 from tasks._common import bind, stage_settings
@@ -49,8 +49,9 @@ def ingest(settings: Settings, run_date: dt.date, refresh: bool = False) -> list
     lake = Lake(settings.lake)
     sub = stage_settings(settings, "ingest")
     task = bind(ingest_chunk, lake.root, refresh, **retry_options(sub))
+    version = source_fingerprint(settings)
     return [
-        task(lake.root, sub, list(c.symbols), c.start.isoformat(), c.end.isoformat(), run_date.isoformat())
+        task(lake.root, sub, list(c.symbols), c.start.isoformat(), c.end.isoformat(), run_date.isoformat(), version)
         for c in plan_ingest(lake, settings, run_date)
     ]
 

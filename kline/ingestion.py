@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +32,23 @@ class Chunk:
     @property
     def label(self) -> str:
         return f"{self.start.isoformat()}..{self.end.isoformat()}"
+
+
+def source_fingerprint(settings: Settings) -> str:
+    """For file imports, a hash of the source files' names, sizes and modification times, so a
+    fixed vendor file is fetched (and validated) again instead of answered from the cache;
+    empty for API providers, whose answers a re-run cannot see change."""
+    if settings.provider != "file" or not settings.file.source:
+        return ""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(settings.file.source)
+    if not fs.exists(root):
+        return ""
+    infos = [fs.info(root)] if fs.isfile(root) else [i for i in fs.ls(root, detail=True) if i["type"] == "file"]
+    blob = json.dumps(sorted((i["name"], i.get("size"), str(i.get("mtime", i.get("LastModified", ""))))
+                             for i in infos))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def month_chunks(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:

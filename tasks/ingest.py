@@ -45,10 +45,17 @@ def retry_options(ingest_settings: dict) -> dict:
     retry_condition_fn=retry_transient_only,
 )
 def ingest_chunk(
-    lake_root: str, settings: dict, symbols: list[str], start: str, end: str, as_of: str | None = None
+    lake_root: str,
+    settings: dict,
+    symbols: list[str],
+    start: str,
+    end: str,
+    as_of: str | None = None,
+    source_version: str = "",
 ) -> dict:
     """Fetch ``symbols`` over ``[start, end]`` (ISO dates) into the raw layer, for a run as of
-    ``as_of`` (default ``end``).
+    ``as_of`` (default ``end``). ``source_version`` (``kline.ingestion.source_fingerprint``)
+    only keys the cache: a changed vendor file is read again.
 
     ``settings`` is the ingest stage's sub-dict (``tasks._common.stage_settings``).
     Returns partition keys, row counts and the content hash, never data.

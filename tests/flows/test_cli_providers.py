@@ -15,6 +15,7 @@ from kline.cli import main
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
 from kline.schema import BAR_COLUMNS
+from kline.validation import quarantine_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "providers"))
 import tushare_server  # noqa: E402
@@ -63,4 +64,13 @@ def test_backfill_from_a_vendor_file_with_its_own_calendar(lake_root, tmp_path, 
     # XNYS sessions only: New Year's Day and MLK day are not, so those vendor rows are quarantined
     assert dt.date(2024, 1, 15) not in set(curated["trade_date"])
     assert len(curated) == 21
+    assert quarantine_counts(Lake(lake_root)) == {"SPX": 2}
     assert main(["status", "--lake", lake_root, "--calendar", "XNYS", "--json"]) == 0
+
+    # the vendor fixes the file: a re-run reads it again (not the cache) and releases the rows
+    fixed = pd.read_csv(src / "SPX.csv")
+    fixed = fixed[~fixed["Date"].isin(["01/01/2024", "01/15/2024"])]
+    fixed.to_csv(src / "SPX.csv", index=False)
+    assert main(argv) == 0
+    assert quarantine_counts(Lake(lake_root)) == {}
+    assert len(Lake(lake_root).read_curated_bars(["SPX"])) == 21
