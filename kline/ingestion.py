@@ -72,6 +72,9 @@ def history_start(run_date: dt.date, years: int) -> dt.date:
         return run_date.replace(year=run_date.year - years, day=28) + dt.timedelta(days=1)
 
 
+PUBLISH_LAG_DAYS = 7  # calendar days within which a missing latest bar may still be published
+
+
 def covered_through(log: list[dict], symbols: Sequence[str], source: str, run_date: dt.date) -> dict[str, dt.date | None]:
     """Per symbol, the last date before ``run_date`` that runs *as of an earlier date* fetched
     from ``source`` (None: never). Entries written by runs as of ``run_date`` or later are
@@ -81,12 +84,25 @@ def covered_through(log: list[dict], symbols: Sequence[str], source: str, run_da
     for e in log:
         if e.get("source") != source or dt.date.fromisoformat(e.get("as_of", e["end"])) >= run_date:
             continue
-        end = min(dt.date.fromisoformat(e["end"]), last_day)
-        if dt.date.fromisoformat(e["start"]) > end:
+        start, end = dt.date.fromisoformat(e["start"]), min(dt.date.fromisoformat(e["end"]), last_day)
+        if start > end:
             continue
+        last_rows = e.get("last_rows")
         for s in e.get("symbols", []):
-            if s in out and (out[s] is None or end > out[s]):
-                out[s] = end
+            if s not in out:
+                continue
+            cover = end
+            if last_rows is not None:
+                # A symbol's latest days may simply not be published yet (one API updated,
+                # another not): within the lag, cover only through its last row, so the next
+                # run asks again. Older gaps are suspensions or delistings, and covered.
+                last = dt.date.fromisoformat(last_rows[s]) if s in last_rows else None
+                if last is None and (end - start).days < PUBLISH_LAG_DAYS:
+                    continue
+                if last is not None and (end - last).days <= PUBLISH_LAG_DAYS:
+                    cover = min(end, last)
+            if out[s] is None or cover > out[s]:
+                out[s] = cover
     return out
 
 
@@ -157,6 +173,8 @@ def ingest_range(
         "adj_factor_rows": adj_rows,
         "partitions": len(written.partitions),
         "content_hash": written.content_hash,
+        "last_rows": {str(k): v.isoformat() for k, v in bars.groupby("symbol")["trade_date"].max().items()}
+        if not bars.empty else {},
         "fetched_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "seconds": round(time.perf_counter() - t0, 3),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -194,20 +195,19 @@ def test_three_session_replay(tmp_path, lake_root):
 
 
 def test_a_failed_run_rerun_after_the_fix_resumes_from_the_failed_stage(tmp_path, lake_root):
-    bad = config(tmp_path)
-    open(bad, "a").write("")
-    text = open(bad).read().replace("hidden = 8", 'hidden = 8\npreset = "nope"')
-    open(bad, "w").write(text)
-    failed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=bad, return_state=True)
+    cfg = config(tmp_path)
+    blocker = Path(lake_root) / "reports" / "2024-03-15"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the report folder should be")  # e.g. a broken mount
+    failed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=cfg, return_state=True)
     assert failed.is_failed()
     art = artifacts(failed.state_details.flow_run_id)[FAILURE_KEY]
-    assert "**stage:** train" in art.data and "unknown preset 'nope'" in art.data
+    assert "**stage:** report" in art.data and "000001.SH, 600519.SH" in art.data
 
-    fixed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=config(tmp_path), return_state=True)
+    blocker.unlink()  # the cause is fixed
+    fixed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=cfg, return_state=True)
     assert fixed.is_completed()
-    runs = task_runs(fixed.state_details.flow_run_id, expected=len(STAGES))
-    states = {}
-    for r in runs:
-        states.setdefault(r.name.split("-")[0], set()).add(r.state.name)
-    assert states["ingest"] == states["validate"] == states["features"] == {"Cached"}
-    assert states["train"] == {"Completed"}
+    states = {r.name.split("-")[0]: r.state.name for r in task_runs(fixed.state_details.flow_run_id, len(STAGES))}
+    assert {states[s] for s in STAGES[:-1]} == {"Cached"}  # everything before the failed stage
+    assert states["report"] == "Completed"
+    assert (blocker / "report.html").is_file()

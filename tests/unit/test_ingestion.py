@@ -63,3 +63,13 @@ def test_ingest_range_writes_raw_and_logs(lake):
     again = ingest_range(SyntheticProvider(), lake, ["600519.SH", "000001.SH"], dt.date(2024, 1, 1), dt.date(2024, 1, 31))
     assert again["content_hash"] == ref["content_hash"]  # ingested_at is not content
     assert len(lake.read_raw_bars(dt.date(2024, 1, 1), dt.date(2024, 1, 31))) == len(raw)
+
+
+def test_a_day_one_symbol_did_not_get_yet_is_asked_for_again():
+    e = {"source": "synthetic", "symbols": ["A", "B", "C"], "start": "2024-03-11", "end": "2024-03-15",
+         "as_of": "2024-03-15", "last_rows": {"A": "2024-03-15", "B": "2024-03-14", "C": "2024-02-20"}}
+    cover = covered_through([e], ["A", "B", "C"], "synthetic", dt.date(2024, 3, 18))
+    # B's Friday bar was not published at fetch time: asked again; C is long suspended: covered
+    assert cover == {"A": dt.date(2024, 3, 15), "B": dt.date(2024, 3, 14), "C": dt.date(2024, 3, 15)}
+    daily = {**e, "start": "2024-03-15", "last_rows": {"A": "2024-03-15"}}
+    assert covered_through([daily], ["B"], "synthetic", dt.date(2024, 3, 18)) == {"B": None}
