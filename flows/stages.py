@@ -1,7 +1,7 @@
 """The pipeline's stages as the flows call them: each binds its task to the lake (results
 and cache persist there), hands it only its stage's settings, and passes references on.
 
-``ingest → validate → features → train → backtest → promote → report``; the daily flow runs
+``ingest → validate → features → train → backtest → promote → forecast → report``; the daily flow runs
 them all, the backfill flow runs ingest and validate per chunk and the rest once.
 """
 
@@ -20,6 +20,7 @@ from kline.lake import Lake
 from tasks._common import bind, stage_settings
 from tasks.backtest import backtest, promote
 from tasks.features import build_features_task
+from tasks.forecast import forecast
 from tasks.ingest import ingest_chunk, retry_options
 from tasks.report import report
 from tasks.train import train_task
@@ -96,7 +97,7 @@ def merge_validation(summaries: list[dict]) -> dict:
 def model_stages(
     settings: Settings, run_date: dt.date, symbols: list[str], validation: dict, refresh: bool = False
 ) -> dict:
-    """features → train → backtest → promote → report as of ``run_date`` for ``symbols``.
+    """features → train → backtest → promote → forecast → report as of ``run_date``.
 
     Keys downstream caches on the curated layer's content fingerprint, so nothing re-runs
     unless curated data or the stage's own settings changed."""
@@ -119,11 +120,14 @@ def model_stages(
         )
         candidate = {"name": trained["name"], "version": trained.get("version")}
         decision = bind(promote, root, refresh)(root, bt_settings, day, bt, candidate)
+    with stage("forecast", symbols):
+        nxt = bind(forecast, root, refresh)(root, day, symbols, features["path"], decision, trained.get("version"))
     with stage("report", symbols):
         rep = bind(report, root, refresh)(
-            root, day, symbols, bt, decision, trained["name"], trained.get("version"), None, validation
+            root, day, symbols, bt, decision, trained["name"], trained.get("version"), None, validation, nxt
         )
-    return {"features": features, "train": trained, "backtest": bt, "decision": decision, "report": rep}
+    return {"features": features, "train": trained, "backtest": bt, "decision": decision, "forecast": nxt,
+            "report": rep}
 
 
 def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -> dict:

@@ -127,6 +127,10 @@ class LakePaths:
     def report_dir(self, run_date: dt.date) -> str:
         return self._join("reports", run_date.isoformat())
 
+    def forecast(self, run_date: dt.date) -> str:
+        """The next-session forecast published by the run of ``run_date``."""
+        return self._join("reports", run_date.isoformat(), "forecast.csv")
+
     def metrics_history(self) -> str:
         return self._join("reports", "metrics_history.parquet")
 

@@ -20,6 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from kline.baselines import PersistenceForecaster, RidgeForecaster, RollingMeanForecaster
@@ -252,3 +254,26 @@ def decide_training(
 
 def _model_shape(train: TrainConfig) -> dict:
     return {"scope": train.scope, "hidden": train.hidden, "layers": train.layers, "head": train.head}
+
+
+def forecast_next_session(
+    lake: Lake, panel: pd.DataFrame, run_date: dt.date, fallback_version: str | None, name: str = "lstm"
+) -> tuple[pd.DataFrame, dict]:
+    """The next-session forecast the daily run publishes: the champion's prediction for
+    decision date ``run_date`` per symbol, with ``pred_close = close * exp(pred_return)``.
+
+    Point in time: a champion trained as of a later date (a replay of an old session) is not
+    used; ``fallback_version`` (this run's candidate) predicts instead. Returns the frame and
+    ``{version, basis}`` (basis: champion / candidate)."""
+    champ = get_champion(lake, name)
+    version, basis = fallback_version, "candidate (no point-in-time champion)"
+    if champ and dt.date.fromisoformat(read_card(lake, name, champ["version"])["run_date"]) <= run_date:
+        version, basis = champ["version"], "champion"
+    if version is None:
+        return pd.DataFrame(columns=["symbol", "trade_date", "target_date", "pred_return", "close", "pred_close"]), {}
+    pred = load_version(lake, name, version).predict(panel, [run_date])
+    close = panel[["symbol", "trade_date", "close"]]
+    out = pred.merge(close, on=["symbol", "trade_date"], how="left")
+    out["pred_close"] = out["close"] * np.exp(out["pred_return"])
+    cols = ["symbol", "trade_date", "target_date", "pred_return", "close", "pred_close", "model", "version", "train_end"]
+    return out[cols].sort_values("symbol").reset_index(drop=True), {"version": version, "basis": basis}

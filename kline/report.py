@@ -57,6 +57,7 @@ class ReportInputs:
     validation: dict | None = None  # the run's validation summary
     fingerprint: str = ""  # data fingerprint of the curated input
     history: pd.DataFrame | None = None  # metrics history (history_rows), earlier run dates
+    next_session: dict | None = None  # {version, basis, rows: [{symbol, target_date, pred_return, close, pred_close}]}
 
 
 @dataclass
@@ -464,6 +465,7 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
         "<p>CAGR on ACT/365.25 calendar days; Sharpe with zero risk-free rate; costs in currency.</p>",
         _html_table(rows, strategy_keys),
         "<h2>Promotion decision</h2>", _kv_table(inp.decision),
+        _next_session_html(inp.next_session),
         "<h2>What the seed produced</h2>",
         img("data", "price history"), img("loss", "loss curves"), img("result", "prediction vs real"),
         "<h2>Held-out evaluation</h2>",
@@ -475,6 +477,21 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _next_session_html(fc: dict | None) -> str:
+    """The forecast the run publishes, with the caveat the evaluation above earns it."""
+    if not fc or not fc.get("rows"):
+        return ""
+    rows = [{"symbol": r["symbol"], "for session": r["target_date"], "close": f"{r['close']:.2f}",
+             "predicted log return": f"{r['pred_return']:+.5f}", "predicted close": f"{r['pred_close']:.2f}"}
+            for r in fc["rows"]]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return (f"<h2>Next-session forecast</h2><p>By {html.escape(str(fc.get('basis')))} "
+            f"<code>{html.escape(str(fc.get('version')))}</code>. Read it with the held-out comparison "
+            "above: a model that does not beat persistence there adds nothing to \"tomorrow = today\".</p>"
+            f"<table><tr>{head}</tr>{body}</table>")
 
 
 def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
@@ -494,6 +511,9 @@ def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
     md = f"# kline report {inp.run_date.isoformat()}\n\n{sentence}\n\n{markdown_table(rows)}\n"
     if inp.decision:
         md += f"\nPromotion: {'yes' if inp.decision.get('promote') else 'no'} — {inp.decision.get('reason', '')}\n"
+    if inp.next_session and inp.next_session.get("rows"):
+        md += (f"\nNext-session forecast ({inp.next_session.get('basis')} {inp.next_session.get('version')}): "
+               + ", ".join(f"{r['symbol']} {r['pred_return']:+.4f}" for r in inp.next_session["rows"]) + "\n")
     known = inp.predictions[inp.predictions["realised"].notna()]
     metrics = json_clean({
         "run_date": inp.run_date,
@@ -507,6 +527,7 @@ def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
         "forecast": inp.forecast,
         "strategy": inp.strategy,
         "decision": inp.decision,
+        "next_session": inp.next_session,
         "fingerprint": inp.fingerprint,
         "lower_is_better": sorted(LOWER_IS_BETTER),
     })

@@ -83,6 +83,7 @@ def report(
     candidate_version: str | None = None,
     model_card: dict | None = None,
     validation: dict | None = None,
+    next_session: dict | None = None,
 ) -> dict:
     """Render and save ``report.html``, the PNGs and ``metrics.json`` for ``run_date`` (ISO)
     from the backtest stage's files; append the run to the metrics history; publish the
@@ -115,6 +116,7 @@ def report(
         decision=decision, model_card=model_card, validation=validation,
         fingerprint=summary.get("data_fingerprint", ""),
         history=history[pd.to_datetime(history["run_date"]).dt.date <= day],  # point in time
+        next_session=next_session,
     )
     rep = render_report(inp)
     folder = paths.report_dir(day)

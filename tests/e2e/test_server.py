@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-STAGES = {"ingest", "validate", "features", "train", "backtest", "promote", "report"}
+STAGES = {"ingest", "validate", "features", "train", "backtest", "promote", "forecast", "report"}
 CONFIG = """
 symbols = ["000001.SH", "600519.SH"]
 [ingest]

@@ -30,7 +30,7 @@ from kline.validation import read_quarantine
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-STAGES = ["ingest", "validate", "features", "train", "backtest", "promote", "report"]
+STAGES = ["ingest", "validate", "features", "train", "backtest", "promote", "forecast", "report"]
 FAST = """
 symbols = [{symbols}]
 provider = "{provider}"
@@ -202,12 +202,13 @@ def test_a_failed_run_rerun_after_the_fix_resumes_from_the_failed_stage(tmp_path
     failed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=cfg, return_state=True)
     assert failed.is_failed()
     art = artifacts(failed.state_details.flow_run_id)[FAILURE_KEY]
-    assert "**stage:** report" in art.data and "000001.SH, 600519.SH" in art.data
+    assert "**stage:** forecast" in art.data and "000001.SH, 600519.SH" in art.data  # first to write there
 
     blocker.unlink()  # the cause is fixed
     fixed = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=cfg, return_state=True)
     assert fixed.is_completed()
     states = {r.name.split("-")[0]: r.state.name for r in task_runs(fixed.state_details.flow_run_id, len(STAGES))}
-    assert {states[s] for s in STAGES[:-1]} == {"Cached"}  # everything before the failed stage
-    assert states["report"] == "Completed"
+    failed_at = STAGES.index("forecast")
+    assert {states[s] for s in STAGES[:failed_at]} == {"Cached"}  # everything before the failed stage
+    assert states["forecast"] == states["report"] == "Completed"
     assert (blocker / "report.html").is_file()

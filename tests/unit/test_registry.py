@@ -2,6 +2,7 @@ import dataclasses
 import datetime as dt
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -135,3 +136,20 @@ def test_a_model_trained_later_is_never_reused_nor_warm_started_from(tmp_path):
     assert d.train and d.reason.startswith("no model") and d.warm_start is None
     d = registry.decide_training(lake, FeatureConfig(), FAST, dt.date(2023, 6, 26), "a", SYMBOLS)
     assert not d.train  # the same date with the same data: reused
+
+
+def test_next_session_forecast_by_the_point_in_time_champion(tmp_path):
+    lake = Lake(tmp_path)
+    first = train(lake, fp="a", run_date=RUN)
+    panel = panel_for()
+    frame, used = registry.forecast_next_session(lake, panel, RUN, fallback_version=None)
+    assert used == {"version": first["version"], "basis": "champion"}
+    assert list(frame["symbol"]) == SYMBOLS
+    assert (pd.to_datetime(frame["target_date"]).dt.date > RUN).all()  # the session after the run date
+    np.testing.assert_allclose(frame["pred_close"], frame["close"] * np.exp(frame["pred_return"]))
+    again = registry.load_version(lake, "lstm", first["version"]).predict(panel, [RUN])
+    np.testing.assert_array_equal(frame["pred_return"], again.sort_values("symbol")["pred_return"])
+    # replaying an earlier date: the champion saw later data, so the run's own candidate predicts
+    early = dt.date(2023, 6, 1)
+    _, used = registry.forecast_next_session(lake, panel, early, fallback_version=first["version"])
+    assert used["basis"].startswith("candidate")
