@@ -369,12 +369,6 @@ def prepare(panel: pd.DataFrame, cfg: FeatureConfig, train_end: dt.date) -> Prep
     return Prepared(scaler, target_scaler, make_windows(panel, cols, cfg.window, scaler, target_scaler, cfg.target))
 
 
-def panel_fingerprint(panel: pd.DataFrame) -> str:
-    """Content hash of a panel (all columns, row order included)."""
-    h = pd.util.hash_pandas_object(panel.astype({"trade_date": str, "target_date": str}), index=False).to_numpy()
-    return hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest()[:16]
-
-
 PANEL_FILE = "panel.parquet"
 
 

@@ -26,7 +26,6 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "features": ("features",),
     "train": ("features", "train"),
     "backtest": ("features", "train", "backtest"),
-    "report": ("backtest",),
 }
 
 
