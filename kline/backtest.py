@@ -55,12 +55,16 @@ def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
 
 def held_out_count(panel: pd.DataFrame, settings: Settings) -> int:
     """Sessions to hold out: ``train.test_fraction`` of the sessions with an outcome when
-    set, else ``train.test_sessions``."""
-    frac = float(getattr(settings.train, "test_fraction", 0.0) or 0.0)
+    set, else ``train.test_sessions`` — of the train config the preset resolves to, so the
+    ``seed`` preset holds out its 30 % here as it does in the train stage."""
+    from kline.training import resolve_preset
+
+    train = resolve_preset(settings.features, settings.train)[1]
+    frac = float(train.test_fraction or 0.0)
     if frac > 0:
         known = _d64(panel["trade_date"])[np.isfinite(panel["target"].to_numpy("float64"))]
         return max(1, int(round(frac * len(np.unique(known)))))
-    return settings.train.test_sessions
+    return train.test_sessions
 
 
 def walk_forward(

@@ -213,3 +213,15 @@ def test_domain_modules_import_neither_prefect_nor_pyplot():
             "print('prefect' in sys.modules, 'matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_held_out_count_follows_the_resolved_preset():
+    from kline.backtest import held_out_count
+    from kline.providers.synthetic import SyntheticProvider
+
+    bars = SyntheticProvider().fetch(["000001.SH"], dt.date(2023, 1, 1), dt.date(2023, 12, 31))
+    panel = build_features(bars, FeatureConfig())
+    known = panel.loc[np.isfinite(panel["target"]), "trade_date"].nunique()
+    assert held_out_count(panel, Settings()) == 250
+    seed = Settings().replace(train={"preset": "seed"})  # the article's 70/30 split
+    assert held_out_count(panel, seed) == round(0.3 * known)
