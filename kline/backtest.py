@@ -24,6 +24,7 @@ from kline.calendar import A_SHARE_CALENDAR
 from kline.config import BacktestConfig, Settings
 from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
+from kline.jsonable import jsonable
 from kline.metrics import better, drawdown, forecast_metrics
 from kline.simulation import buy_and_hold_signal, simulate_predictions
 
@@ -113,26 +114,10 @@ def walk_forward(
             "version": str(p["version"].iloc[0]) if len(p) else None,
             "rows": int(fit_rows.sum()),
             "wall_s": round(wall, 3),
-            "summary": _jsonable(summary),
+            "summary": jsonable(summary),
         })
     out = pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(columns=PREDICTION_COLUMNS)
     return out.sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True), fits
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, dt.date):
-        return x.isoformat()
-    if isinstance(x, float | int | str | bool) or x is None:
-        return x
-    return str(x)
 
 
 def attach_realised(predictions: pd.DataFrame, panel: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ import pandas as pd
 from kline.calendar import sessions_array
 from kline.config import ValidationConfig
 from kline.instruments import Instrument
+from kline.jsonable import jsonable
 from kline.schema import BAR_COLUMNS, KEY_COLUMNS
 
 CRITICAL = "critical"
@@ -373,7 +374,7 @@ def run_suite(
             rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
             description=e.description, success=bool(r.success),
             unexpected_count=int(res.get("unexpected_count") or 0), failed_rows=failed,
-            observed=_jsonable(res.get("observed_value")),
+            observed=jsonable(res.get("observed_value")),
             exception=str(exc.get("exception_message")) if raised else None,
         ))
 
@@ -388,23 +389,10 @@ def run_suite(
         docs_index = f"{docs.site_dir.rstrip('/')}/index.html"
     return SuiteOutcome(
         success=bool(result.success), outcomes=outcomes,
-        statistics=_jsonable(dict(result.statistics)), docs_index=docs_index,
+        statistics=jsonable(dict(result.statistics)), docs_index=docs_index,
         seconds=time.perf_counter() - t0,
     )
 
 
 def _batch_id(result: Any) -> str:
     return str(result.results[0].expectation_config.kwargs.get("batch_id")) if result.results else ""
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON-able copy of a GX observed value (numpy scalars, lists, dicts)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float | int | str | bool) or x is None:
-        return x
-    return str(x)

@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from kline.backtest import BUY_AND_HOLD, REFERENCE, TABLE_FORECAST, TABLE_STRATEGY
+from kline.jsonable import jsonable as json_clean
 from kline.metrics import LOWER_IS_BETTER, better, drawdown
 
 # Figure names (PNG file stems), in page order; the first three are the seed's.
@@ -75,21 +76,6 @@ def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
-
-
-def json_clean(x):
-    """Replace NaN/inf with None and dates with ISO strings, recursively (valid JSON)."""
-    if isinstance(x, dict):
-        return {str(k): json_clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dt.date):
-        return x.isoformat()
-    return x
 
 
 def loss_history_from_fits(fits: Sequence[dict], model: str = "lstm") -> dict[str, list[float]]:
