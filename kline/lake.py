@@ -454,13 +454,19 @@ class Lake:
         self.atomic_write_text(self.paths.curated_fingerprint(year), content_hash(part.reset_index(drop=True)))
 
     def curated_fingerprint(self, end: dt.date | None = None) -> str:
-        """Content fingerprint of the curated layer (years up to ``end``'s): changes when any
-        curated row changes, stable otherwise. Reads only the small sidecar hashes."""
+        """Content fingerprint of the curated rows dated ``<= end`` (all when None): changes
+        when any of them changes, and not when later rows arrive. Past years read only their
+        small sidecar hashes; ``end``'s own year is hashed from its rows up to ``end``."""
         parts = []
         for y in self.curated_years():
-            if end is None or y <= end.year:
-                p = self.paths.curated_fingerprint(y)
-                parts.append(f"{y}:{self.read_text(p) if self.exists(p) else 'missing'}")
+            if end is not None and y > end.year:
+                continue
+            if end is not None and y == end.year:
+                part = self.read_table(self.paths.curated_bars(y), filters=[("trade_date", "<=", end)]).to_pandas()
+                parts.append(f"{y}<={end}:{content_hash(part.reset_index(drop=True))}")
+                continue
+            p = self.paths.curated_fingerprint(y)
+            parts.append(f"{y}:{self.read_text(p) if self.exists(p) else 'missing'}")
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def delete_curated_rows(self, keys: pd.DataFrame) -> int:

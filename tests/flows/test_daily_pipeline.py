@@ -191,7 +191,16 @@ def test_three_session_replay(tmp_path, lake_root):
 
     before = len(lake.read_ingest_log())
     backfill_flow(start="2024-03-13", end="2024-03-15", lake=lake_root, config_file=cfg, replay=True)
-    assert len(lake.read_ingest_log()) == before  # nothing re-fetched: every stage came from cache
+    assert len(lake.read_ingest_log()) == before  # nothing re-fetched
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"daily-{d}" for d in out["replayed"]])))
+    latest = {}
+    for r in sorted(runs, key=lambda r: r.created):
+        latest[r.name] = r
+    assert len(runs) == 6 and len(latest) == 3
+    for r in latest.values():  # the re-run did no stage work
+        assert {t.state.name for t in task_runs(r.id, expected=len(STAGES))} == {"Cached"}
 
 
 def test_a_failed_run_rerun_after_the_fix_resumes_from_the_failed_stage(tmp_path, lake_root):

@@ -132,6 +132,12 @@ def test_curated_fingerprint_follows_content(lake):
     lake.write_curated_bars(changed)
     assert lake.curated_fingerprint() != fp
     assert lake.curated_fingerprint(end=dt.date(2023, 12, 31)) == empty
+    as_of_d1 = lake.curated_fingerprint(end=D1)
+    later = _bars(["600519.SH"], start=D2, end=D3)
+    later["close"] = later["close"] + 1.0  # rows after D1 change...
+    lake.write_curated_bars(later)
+    assert lake.curated_fingerprint(end=D1) == as_of_d1  # ...but not what a run as of D1 reads
+    assert lake.curated_fingerprint() != lake.curated_fingerprint(end=D1)
 
 
 def test_ingest_log_roundtrip(lake):
