@@ -58,3 +58,16 @@ def checked(settings: Settings, dates: list[dt.date]) -> Settings:
     check_settings(settings)
     check_dates(settings, dates)
     return settings
+
+
+def run_tags(settings: Settings, *extra: str) -> list[str]:
+    """Tags for a run's task runs: the provider and the universe (its symbols when few,
+    else their count and a short hash), so the UI can filter runs by either."""
+    import hashlib
+
+    syms = sorted(settings.symbols)
+    if len(syms) <= 8:
+        universe = ",".join(syms)
+    else:
+        universe = f"{len(syms)}-symbols-{hashlib.sha256(','.join(syms).encode()).hexdigest()[:8]}"
+    return [f"provider:{settings.provider}", f"universe:{universe}", *extra]

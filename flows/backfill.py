@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows._common import checked, parse_date, resolve_settings
+from flows._common import checked, parse_date, resolve_settings, run_tags
 from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
 from flows.stages import merge_validation, model_stages, universe_calendar, validate
@@ -76,7 +76,7 @@ def backfill_flow(
     last = session_on_or_before(b, universe_calendar(settings))
     summaries = []
     rows = 0
-    with tags(f"provider:{settings.provider}", f"universe:{len(universe)}", "backfill"):
+    with tags(*run_tags(settings, "backfill")):
         for i, (c0, c1) in enumerate(chunks, 1):
             with stage("ingest", universe):
                 # each chunk is logged as of its own end: what a daily run on that date would know

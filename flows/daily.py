@@ -7,7 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
-from flows._common import checked, default_run_date, parse_date, resolve_settings
+from flows._common import checked, default_run_date, parse_date, resolve_settings, run_tags
 from flows.hooks import publish_failure
 from flows.stages import run_pipeline, universe_calendar
 from kline.calendar import is_session
@@ -39,7 +39,7 @@ def daily_flow(
     if not is_session(day, cal):
         logger.info("%s is not a trading day (%s); nothing to do", day, cal)
         return {"run_date": day.isoformat(), "trading_day": False}
-    with tags(f"provider:{settings.provider}", f"universe:{len(settings.symbols)}"):
+    with tags(*run_tags(settings)):
         out = run_pipeline(settings, day, refresh)
     logger.info("ingested %d rows in %d chunk(s) as of %s", out["ingested_rows"], len(out["chunks"]), day)
     if out.get("summary"):

@@ -83,6 +83,7 @@ def test_every_stage_runs_then_a_rerun_is_all_cached(tmp_path, lake_root):
     runs = task_runs(state.state_details.flow_run_id)
     assert {r.name.split("-")[0] for r in runs} == set(STAGES)
     assert all(r.state.is_completed() for r in runs)
+    assert all({"provider:synthetic", "universe:000001.SH,600519.SH"} <= set(r.tags) for r in runs)
     arts = artifacts(state.state_details.flow_run_id)
     assert {"validation-summary", "kline-report-summary", "kline-report-metrics", "kline-report-link"} <= set(arts)
 
