@@ -1,5 +1,6 @@
-"""What the lake holds, per symbol (``kline status``). Reads only the raw layer's key
-columns, the ingestion log and the quarantine index; never imports Prefect or GX."""
+"""What the lake holds, per symbol (``kline status``). Reads the key columns of the curated
+layer (of raw while nothing is curated yet), the ingestion log and the quarantine index;
+never imports Prefect or GX."""
 
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ def _calendar_for(symbol: str, settings: Settings) -> str | None:
 
 
 def lake_status(lake: Lake, settings: Settings) -> list[dict]:
-    """Per symbol: first/last date, rows, sessions missing between them against its calendar,
-    quarantined rows and the last ingestion time (UTC ISO)."""
-    keys = lake.read_raw_bars(columns=["symbol", "trade_date"])
+    """Per symbol: first/last date and rows of validated bars, sessions missing between them
+    against its calendar, quarantined rows and the last ingestion time (UTC ISO)."""
+    # the curated layer is a few year files; raw is one file per day (read only if no curated yet)
+    keys = lake.read_curated_bars(columns=["symbol", "trade_date"])
+    if keys.empty:
+        keys = lake.read_raw_bars(columns=["symbol", "trade_date"])
     keys = keys.drop_duplicates()
     try:
         from kline.validation import quarantine_counts
