@@ -37,18 +37,30 @@ def _log_returns(panel: pd.DataFrame) -> np.ndarray:
     return r
 
 
-class PersistenceForecaster:
-    """Predicts a log return of zero for every row (the random walk)."""
+class _NothingToLearn:
+    """Fit for baselines with no parameters: it only records the leakage boundary."""
 
-    name = "persistence"
-
-    def __init__(self) -> None:
-        self.train_end: dt.date | None = None
+    train_end: dt.date | None = None
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Nothing to learn; records the boundary."""
         self.train_end = train_end
         return {"rows": int(train_mask(panel, train_end).sum()), "wall_s": 0.0}
+
+    def _boundary_state(self) -> dict:
+        return {"train_end": self.train_end.isoformat() if self.train_end else None}
+
+    def _set_boundary(self, state: dict) -> None:
+        self.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+
+
+class PersistenceForecaster(_NothingToLearn):
+    """Predicts a log return of zero for every row (the random walk)."""
+
+    name = "persistence"
+
+    def __init__(self) -> None:
+        self.train_end = None
 
     @property
     def version(self) -> str:
@@ -61,13 +73,13 @@ class PersistenceForecaster:
                                 np.zeros(len(p)), self.name, self.version, self.train_end)
 
     def get_state(self) -> dict:
-        return {"train_end": self.train_end.isoformat() if self.train_end else None}
+        return self._boundary_state()
 
     def set_state(self, state: dict) -> None:
-        self.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+        self._set_boundary(state)
 
 
-class RollingMeanForecaster:
+class RollingMeanForecaster(_NothingToLearn):
     """Predicts the mean of the last ``k`` log returns up to and including ``d``; rows with
     fewer than ``k`` returns of history get no prediction."""
 
@@ -77,12 +89,7 @@ class RollingMeanForecaster:
         if k < 1:
             raise ValueError(f"rolling_mean needs k >= 1, got {k}")
         self.k = int(k)
-        self.train_end: dt.date | None = None
-
-    def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
-        """Nothing to learn; records the boundary."""
-        self.train_end = train_end
-        return {"rows": int(train_mask(panel, train_end).sum()), "wall_s": 0.0}
+        self.train_end = None
 
     @property
     def version(self) -> str:
@@ -99,11 +106,11 @@ class RollingMeanForecaster:
                                 self.train_end)
 
     def get_state(self) -> dict:
-        return {"k": self.k, "train_end": self.train_end.isoformat() if self.train_end else None}
+        return {"k": self.k, **self._boundary_state()}
 
     def set_state(self, state: dict) -> None:
         self.k = int(state["k"])
-        self.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+        self._set_boundary(state)
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
