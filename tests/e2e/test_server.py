@@ -14,24 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers_pipeline import STAGES as PIPELINE_STAGES
+from helpers_pipeline import fast_config
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-STAGES = {"ingest", "validate", "features", "train", "backtest", "promote", "forecast", "report"}
-CONFIG = """
-symbols = ["000001.SH", "600519.SH"]
-[ingest]
-history_years = 1
-[train]
-hidden = 8
-epochs = 3
-patience = 2
-test_sessions = 40
-[backtest]
-retrain_every = 40
-"""
+STAGES = set(PIPELINE_STAGES)
 
 
 def _free_port() -> int:
@@ -119,7 +109,7 @@ def test_served_daily_run_through_the_api(server, tmp_path, client_settings):
     from prefect.deployments import run_deployment
 
     cfg = tmp_path / "kline.toml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(fast_config())
     lake = tmp_path / "lake"
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
     serve = subprocess.Popen([str(BIN / "kline"), "serve", "--lake", str(lake), "--config", str(cfg)],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers_pipeline import STAGES as PIPELINE_STAGES
+from helpers_pipeline import fast_config
 from helpers_validation import MAIN_BOARD, OTHER, corrupted_import
 from prefect import get_client
 from prefect.client.schemas.filters import (
@@ -30,26 +32,12 @@ from kline.validation import read_quarantine
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-STAGES = ["ingest", "validate", "features", "train", "backtest", "promote", "forecast", "report"]
-FAST = """
-symbols = [{symbols}]
-provider = "{provider}"
-[ingest]
-history_years = 1
-retry_delay_s = 0
-[train]
-hidden = 8
-epochs = 3
-patience = 2
-test_sessions = 40
-[backtest]
-retrain_every = 40
-"""
+STAGES = list(PIPELINE_STAGES)
 
 
 def config(tmp_path, symbols=("000001.SH", "600519.SH"), provider="synthetic", extra: str = "") -> str:
     p = tmp_path / "kline.toml"
-    p.write_text(FAST.format(symbols=", ".join(f'"{s}"' for s in symbols), provider=provider) + extra)
+    p.write_text(fast_config(symbols, provider) + extra)
     return str(p)
 
 
