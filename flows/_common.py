@@ -5,8 +5,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from kline.calendar import A_SHARE_CALENDAR, session_on_or_before, today
+from kline.calendar import (
+    A_SHARE_CALENDAR,
+    VendorCalendar,
+    configure,
+    last_closed_session,
+    previous_session,
+    run_layers,
+    session_not_closed,
+    vendor_calendar,
+)
 from kline.config import DEFAULT_UNIVERSE, Settings, load_settings
+from kline.lake import Lake
 
 
 def resolve_settings(
@@ -35,9 +45,36 @@ def resolve_settings(
     return settings
 
 
-def default_run_date(tz: str = "Asia/Shanghai") -> dt.date:
-    """The latest XSHG session on or before today in ``tz``."""
-    return session_on_or_before(today(tz), A_SHARE_CALENDAR)
+def default_run_date(settings: Settings | None = None) -> dt.date:
+    """The latest session counted as closed now: today's only after ``calendar.close_cutoff``
+    in ``settings.timezone`` (Asia/Shanghai), else the previous one."""
+    s = settings or Settings()
+    return last_closed_session(s.calendar.close_cutoff, s.timezone, A_SHARE_CALENDAR)
+
+
+def cap_end(settings: Settings, end: dt.date) -> tuple[dt.date, str | None]:
+    """A backfill's end, capped like the default run date: today's session before the close
+    cutoff becomes the previous session. Returns the end and a note when it was capped."""
+    cutoff, tz = settings.calendar.close_cutoff, settings.timezone
+    if not session_not_closed(end, cutoff, tz):
+        return end, None
+    capped = previous_session(end, A_SHARE_CALENDAR)
+    return capped, (f"end {end} capped to {capped}: today's session is not closed before "
+                    f"{cutoff} {tz} (calendar.close_cutoff)")
+
+
+def calendar_codes(settings: Settings) -> set[str]:
+    """The exchange calendars a run may ask for: XSHG and the file import's."""
+    return {A_SHARE_CALENDAR, settings.file.calendar, *settings.file.calendars.values()} - {""}
+
+
+def use_calendars(settings: Settings, vendor: VendorCalendar | None = None) -> None:
+    """Set this process's calendar layers for a run on ``settings``: the settings' holidays,
+    the vendor calendar (given, else what the lake has cached), the lake's bars."""
+    lake = Lake(settings.lake)
+    if vendor is None:
+        vendor = vendor_calendar(None, lake, range(1990, dt.date.today().year + 3))
+    configure(run_layers(settings.calendar, calendar_codes(settings), lake, vendor))
 
 
 def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:

@@ -17,10 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows._common import checked, parse_date, resolve_settings, run_tags
+from flows._common import cap_end, checked, parse_date, resolve_settings, run_tags
 from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
-from flows.stages import merge_validation, model_stages, universe_calendar, validate
+from flows.stages import (
+    merge_validation,
+    model_stages,
+    prepare_calendars,
+    universe_calendar,
+    validate,
+)
 from kline.calendar import session_on_or_before, sessions_in_range
 from kline.ingestion import month_chunks, source_fingerprint
 from kline.lake import Lake
@@ -61,9 +67,17 @@ def backfill_flow(
     a, b = parse_date(start, "start"), parse_date(end, "end")
     if a > b:
         raise ValueError(f"start {a} is after end {b}")
+    prepare_calendars(settings)
+    b, note = cap_end(settings, b)
+    if note:
+        logger.info(note)
+        if a > b:
+            raise ValueError(f"{note}: nothing to backfill from {a}")
     checked(settings, [a, b])
     if replay:
         return _replay(settings, a, b, config_file, refresh)
+    with tags(*run_tags(settings, "backfill")):
+        prepare_calendars(settings, a, b, fetch=True)
     lk = Lake(settings.lake)
     sub = stage_settings(settings, "ingest")
     task = bind(ingest_chunk, lk.root, refresh, **retry_options(sub))

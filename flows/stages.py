@@ -11,14 +11,17 @@ import datetime as dt
 
 from prefect import get_run_logger
 
+from flows._common import use_calendars
 from flows.hooks import stage
-from kline.calendar import A_SHARE_CALENDAR
+from kline.calendar import A_SHARE_CALENDAR, calendar_info, current_layers, is_provisional
+from kline.calendar import fingerprint as calendar_fingerprint
 from kline.config import Settings
-from kline.ingestion import plan_ingest, source_fingerprint
+from kline.ingestion import history_start, plan_ingest, source_fingerprint
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
 from tasks._common import bind, stage_settings
 from tasks.backtest import backtest, promote
+from tasks.calendar import from_ref, vendor_calendar_task
 from tasks.features import build_features_task
 from tasks.forecast import forecast
 from tasks.ingest import ingest_chunk, retry_options
@@ -43,6 +46,28 @@ def universe_calendar(settings: Settings) -> str:
     """The calendar that decides run dates: the universe's own when it has only one."""
     cals = set(symbol_calendars(settings).values())
     return cals.pop() if len(cals) == 1 else A_SHARE_CALENDAR
+
+
+def prepare_calendars(settings: Settings, first: dt.date | None = None, last: dt.date | None = None,
+                      fetch: bool = False) -> dict:
+    """Set the run's calendar layers (``kline.calendar``). With ``fetch`` and the tushare
+    provider, the vendor's ``trade_cal`` of the years a run over ``[first, last]`` may touch
+    (from its history start to the year after) is loaded by a retried task, cached in the
+    lake per published year. Returns the A-share calendar's ``calendar_info``."""
+    vendor = None
+    if fetch and settings.provider == "tushare" and settings.tushare.trade_cal_check and first:
+        lake = Lake(settings.lake)
+        sub = stage_settings(settings, "ingest")
+        start = history_start(first, settings.ingest.history_years)
+        ref = bind(vendor_calendar_task, lake.root, **retry_options(sub))(
+            lake.root, sub, start.year, (last or first).year + 1)
+        vendor = from_ref(ref)
+    use_calendars(settings, vendor)
+    info = calendar_info(universe_calendar(settings))
+    if fetch:
+        for line in info["disagreements"]:
+            get_run_logger().warning(line)
+    return info
 
 
 def ingest(settings: Settings, run_date: dt.date, refresh: bool = False) -> list[dict]:
@@ -103,10 +128,11 @@ def model_stages(
     unless curated data or the stage's own settings changed."""
     lake = Lake(settings.lake)
     root, day = lake.root, run_date.isoformat()
-    curated_fp = lake.curated_fingerprint(run_date)
+    # the calendar decides each row's target session: a change there is a change upstream
+    upstream = f"{lake.curated_fingerprint(run_date)}|{calendar_fingerprint(universe_calendar(settings), run_date)}"
     with stage("features", symbols):
         features = bind(build_features_task, root, refresh)(
-            root, stage_settings(settings, "features"), day, symbols, upstream=curated_fp
+            root, stage_settings(settings, "features"), day, symbols, upstream=upstream
         )
     with stage("train", symbols):
         trained = bind(train_task, root, refresh)(
@@ -136,6 +162,13 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     universe = list(settings.symbols)
     with stage("ingest", universe):
         chunks = ingest(settings, run_date, refresh)
+    cal = universe_calendar(settings)
+    provisional = is_provisional(run_date, cal)
+    if provisional:
+        use_calendars(settings, current_layers(A_SHARE_CALENDAR).vendor)  # the bars just ingested decide closures
+        if not Lake(settings.lake).raw_dates(run_date, run_date):
+            return {"run_date": run_date.isoformat(), "trading_day": False, "provisional": True,
+                    "ingested_rows": sum(c["rows"] for c in chunks)}
     with stage("validate", universe):
         summaries = validate(settings, chunks, run_date, refresh)
     validation = merge_validation(summaries)
@@ -150,6 +183,8 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
         "ingested_rows": sum(c["rows"] for c in chunks),
         "chunks": [f"{c['start']}..{c['end']}" for c in chunks],
         "excluded_symbols": validation["excluded_symbols"],
+        "provisional": provisional,
+        "calendar": calendar_info(cal),
     }
     if not symbols:
         logger.warning("every symbol was left out; no model stages for %s", run_date)

@@ -42,12 +42,13 @@ def _symbols(value: str | None) -> list[str] | None:
 
 
 def _settings(args: argparse.Namespace):
-    from flows._common import resolve_settings
+    from flows._common import resolve_settings, use_calendars
+    from kline.calendar import CalendarError
     from kline.config import ConfigError
     from kline.providers import ProviderConfigError
 
     try:
-        return resolve_settings(
+        settings = resolve_settings(
             getattr(args, "config", None),
             getattr(args, "lake", None),
             getattr(args, "provider", None),
@@ -55,7 +56,9 @@ def _settings(args: argparse.Namespace):
             getattr(args, "source", None),
             getattr(args, "calendar", None),
         )
-    except (ConfigError, ProviderConfigError) as exc:
+        use_calendars(settings)  # the settings' holidays and the lake's cached vendor calendar
+        return settings
+    except (ConfigError, ProviderConfigError, CalendarError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -101,16 +104,20 @@ def _print_status_table(rows: list[dict], out=None) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from flows._common import calendar_codes
     from kline.lake import Lake
-    from kline.status import lake_status
+    from kline.status import calendar_lines, calendar_status, lake_status
 
     settings = _settings(args)
     rows = lake_status(Lake(settings.lake), settings)
+    calendars = calendar_status(sorted(calendar_codes(settings)))
     if args.json:
-        print(json.dumps({"lake": Lake(settings.lake).root, "symbols": rows}, indent=2, default=str))
+        print(json.dumps({"lake": Lake(settings.lake).root, "symbols": rows, "calendars": calendars},
+                         indent=2, default=str))
     else:
         print(f"lake: {Lake(settings.lake).root}")
         _print_status_table(rows)
+        print("\n".join(calendar_lines(calendars)))
     return EXIT_OK
 
 
@@ -148,13 +155,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if code == EXIT_OK:
         lake = Lake(settings.lake)
         if not result.get("trading_day", True):
-            print(f"{result['run_date']} is not a trading day: nothing to do")
+            why = " (provisional session with no bar for any symbol: treated as closed)" if result.get("provisional") else ""
+            print(f"{result['run_date']} is not a trading day{why}: nothing to do")
         else:
             _print_status_table(lake_status(lake, settings))
             if result.get("excluded_symbols"):
                 print(f"left out of modelling (run-date bar quarantined): {', '.join(result['excluded_symbols'])}")
             if result.get("summary"):
                 print(result["summary"])
+            if result.get("provisional"):
+                info = result.get("calendar") or {}
+                print(f"PROVISIONAL: {result['run_date']} is past the published calendar (known through "
+                      f"{info.get('known_through')}, {info.get('source')}); see the report")
         print(f"Output: {result.get('report') or lake.root}")
     return code
 
@@ -172,6 +184,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     start, end = _parse_date(args.start, "--start"), _parse_date(args.end, "--end")
     if start > end:
         raise UsageError(f"reversed range: --start {start} is after --end {end}")
+    from flows._common import cap_end
+
+    end, note = cap_end(settings, end)
+    if note:
+        if start > end:
+            raise UsageError(f"{note}: nothing to backfill from {start}")
+        print(f"kline: {note}", file=sys.stderr)
     _check_inputs(settings, [start, end])
     from flows import backfill as bf
     from kline.lake import Lake
@@ -246,12 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run the daily pipeline for one date (default: the latest session)")
-    p.add_argument("--date", help="run date YYYY-MM-DD (default: latest XSHG session, Asia/Shanghai)")
+    p.add_argument("--date", help="run date YYYY-MM-DD (default: the latest closed XSHG session: today's "
+                   "only after calendar.close_cutoff, 17:30 Asia/Shanghai)")
     _add_common(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("backfill", help="ingest and validate a historical range in month chunks, then model and report its end")
     p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
-    p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future)")
+    p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future; today's session "
+                   "before the close cutoff is capped to the previous one)")
     p.add_argument("--replay", action="store_true",
                    help="run the daily pipeline as of every session in the range (point in time)")
     p.add_argument("--data-only", action="store_true",

@@ -63,6 +63,14 @@ class FileConfig:
 
 
 @dataclass(frozen=True)
+class CalendarConfig:
+    close_cutoff: str = "17:30"  # HH:MM in ``timezone``: today's session counts as closed from here
+    holidays: tuple[str, ...] = ()  # extra XSHG closures (ISO dates), for a user who cannot wait
+    extra_sessions: tuple[str, ...] = ()  # weekdays the other layers think closed, that trade
+    holiday_file: str = ""  # a holiday file of whole years, same format as kline/holidays.toml
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     history_years: int = 2  # history fetched on an empty lake, ending at run_date
     retries: int = 3  # attempts after the first, only for transient provider errors
@@ -140,6 +148,7 @@ class Settings:
     synthetic_seed: int = 20240101  # the synthetic market's seed
     timezone: str = "Asia/Shanghai"  # run_date defaults to the latest session here
     max_concurrency: int = 1  # sessions replayed at once (each its own flow run)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     tushare: TushareConfig = field(default_factory=TushareConfig)
     file: FileConfig = field(default_factory=FileConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)

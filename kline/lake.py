@@ -143,6 +143,10 @@ class LakePaths:
             raise ValueError(f"ill-formed log month {month!r}")
         return self._join("_state", "ingest_log", f"as_of={month}.jsonl")
 
+    def trade_cal(self, source: str, year: int) -> str:
+        """A vendor's trading calendar of one whole year, cached (``kline.calendar``)."""
+        return self._join("_state", "calendar", _safe_name(source, "source"), f"{int(year)}.parquet")
+
     def lock(self, key: str) -> str:
         return self._join("_state", "locks", f"{_safe_name(key, 'lock key')}.lock")
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from kline.calendar import A_SHARE_CALENDAR, CalendarError, _calendar, calendar_bounds, today
+from kline.calendar import (
+    A_SHARE_CALENDAR,
+    CalendarError,
+    calendar_bounds,
+    check_code,
+    parse_cutoff,
+    session_not_closed,
+    today,
+)
 from kline.config import ConfigError, Settings
 from kline.instruments import SymbolError, instrument, validate_symbol
 
@@ -45,9 +53,13 @@ def check_settings(settings: Settings) -> None:
                           f"choose from {', '.join(FORECASTERS)} (persistence is required)")
     for code in {settings.file.calendar, *settings.file.calendars.values()} - {""}:
         try:
-            _calendar(code)
+            check_code(code)
         except CalendarError as exc:
             raise ConfigError(f"file calendar: {exc}") from None
+    try:
+        parse_cutoff(settings.calendar.close_cutoff)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_symbols(settings: Settings) -> None:
@@ -61,15 +73,20 @@ def check_symbols(settings: Settings) -> None:
 
 
 def check_dates(settings: Settings, dates: Sequence[dt.date]) -> None:
-    """Raise ValueError for a date in the future (exchange time zone) or past the calendar."""
-    now = today(settings.timezone)
-    lo, hi = calendar_bounds(A_SHARE_CALENDAR)
+    """Raise ValueError for a date in the future (exchange time zone), today's session before
+    the close cutoff, or a date before the calendar starts. Dates past the published calendar
+    are allowed: they run on provisional sessions (``kline.calendar``)."""
+    tz, cutoff = settings.timezone, settings.calendar.close_cutoff
+    now = today(tz)
+    lo, _ = calendar_bounds(A_SHARE_CALENDAR)
     for d in dates:
         if d > now:
-            raise ValueError(f"date {d} is in the future (today is {now} in {settings.timezone})")
-        if d < lo or d > hi:
-            hint = " (upgrade exchange-calendars once the exchange publishes next year's holidays)" if d > hi else ""
-            raise ValueError(f"date {d} is outside the XSHG trading calendar ({lo}..{hi}){hint}")
+            raise ValueError(f"date {d} is in the future (today is {now} in {tz})")
+        if session_not_closed(d, cutoff, tz):
+            raise ValueError(f"date {d} is today's session, not closed before {cutoff} {tz} "
+                             "(calendar.close_cutoff); run it after the cutoff or give an earlier date")
+        if d < lo:
+            raise ValueError(f"date {d} is before the XSHG trading calendar starts ({lo})")
 
 
 __all__ = ["ConfigError", "SymbolError", "check_dates", "check_settings", "check_symbols"]

@@ -442,6 +442,7 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
         f"<title>kline report {inp.run_date.isoformat()}</title><style>{_CSS}</style></head><body>",
         f"<h1>kline daily report — {inp.run_date.isoformat()}</h1>",
         f"<p class='headline{' good' if good else ''}' id='headline'>{html.escape(sentence)}</p>",
+        f"<p class='provisional'>{html.escape(calendar_note(inp.next_session))}</p>" if calendar_note(inp.next_session) else "",
         "<h2>Forecast metrics (held-out, walk-forward; ★ best)</h2>",
         "<p>MASE: MAE / MAE of the random walk (predicted return 0) on the same sessions; "
         "R² oos against a zero forecast; DM: Diebold-Mariano vs the random walk (absolute loss), "
@@ -465,11 +466,24 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
     return "\n".join(parts)
 
 
+def calendar_note(fc: dict | None) -> str:
+    """One line when the run or its forecast sits past the published calendar, else ''."""
+    cal = (fc or {}).get("calendar") or {}
+    if not (fc or {}).get("provisional"):
+        return ""
+    return (f"PROVISIONAL CALENDAR: sessions after {cal.get('known_through')} are assumed "
+            f"({cal.get('calendar')} known through then from {cal.get('source')}; weekdays minus fixed-date "
+            "closures until the exchange's holidays are published). The run date or the forecast's "
+            "session may not be a trading day.")
+
+
 def _next_session_html(fc: dict | None) -> str:
     """The forecast the run publishes, with the caveat the evaluation above earns it."""
     if not fc or not fc.get("rows"):
         return ""
-    rows = [{"symbol": r["symbol"], "for session": r["target_date"], "close": f"{r['close']:.2f}",
+    note = calendar_note(fc)
+    rows = [{"symbol": r["symbol"], "for session": r["target_date"] + (" (provisional)" if r.get("provisional") else ""),
+             "close": f"{r['close']:.2f}",
              "predicted log return": f"{r['pred_return']:+.5f}", "predicted close": f"{r['pred_close']:.2f}"}
             for r in fc["rows"]]
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
@@ -477,7 +491,8 @@ def _next_session_html(fc: dict | None) -> str:
     return (f"<h2>Next-session forecast</h2><p>By {html.escape(str(fc.get('basis')))} "
             f"<code>{html.escape(str(fc.get('version')))}</code>. Read it with the held-out comparison "
             "above: a model that does not beat persistence there adds nothing to \"tomorrow = today\".</p>"
-            f"<table><tr>{head}</tr>{body}</table>")
+            + (f"<p class='provisional' id='calendar-note'><b>{html.escape(note)}</b></p>" if note else "")
+            + f"<table><tr>{head}</tr>{body}</table>")
 
 
 def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
@@ -497,6 +512,8 @@ def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
     md = f"# kline report {inp.run_date.isoformat()}\n\n{sentence}\n\n{markdown_table(rows)}\n"
     if inp.decision:
         md += f"\nPromotion: {'yes' if inp.decision.get('promote') else 'no'} — {inp.decision.get('reason', '')}\n"
+    if calendar_note(inp.next_session):
+        md += f"\n**{calendar_note(inp.next_session)}**\n"
     if inp.next_session and inp.next_session.get("rows"):
         md += (f"\nNext-session forecast ({inp.next_session.get('basis')} {inp.next_session.get('version')}): "
                + ", ".join(f"{r['symbol']} {r['pred_return']:+.4f}" for r in inp.next_session["rows"]) + "\n")
@@ -514,6 +531,7 @@ def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
         "strategy": inp.strategy,
         "decision": inp.decision,
         "next_session": inp.next_session,
+        "provisional": bool((inp.next_session or {}).get("provisional")),
         "fingerprint": inp.fingerprint,
         "lower_is_better": sorted(LOWER_IS_BETTER),
     })

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kline.calendar import sessions_array
+from kline.calendar import calendar_info, sessions_array
 from kline.config import Settings
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
@@ -67,3 +67,22 @@ def lake_status(lake: Lake, settings: Settings) -> list[dict]:
             rows.append({"symbol": sym, "first": "", "last": "", "rows": 0, "missing": None,
                          "quarantined": int(quarantined.get(sym, 0)), "last_ingested": ""})
     return rows
+
+
+def calendar_status(codes: list[str]) -> list[dict]:
+    """Per calendar: known for sure through which date, from which source (layer by layer),
+    and the provisional days treated as closures because no bar exists on them."""
+    return [calendar_info(c) for c in sorted(set(codes))]
+
+
+def calendar_lines(infos: list[dict]) -> list[str]:
+    """One line per calendar for the terminal."""
+    out = []
+    for i in infos:
+        layers = "; ".join(f"{x['source']} through {x['through']}" for x in i["layers"])
+        line = f"calendar {i['calendar']}: known through {i['known_through']} ({layers}); provisional from {i['provisional_from']}"
+        if i["provisional_closures"]:
+            line += f"; no bars, treated as closed: {', '.join(i['provisional_closures'])}"
+        out.append(line)
+        out.extend(f"  note: {d}" for d in i["disagreements"])
+    return out

@@ -7,6 +7,8 @@ import hashlib
 
 from prefect import task
 
+from kline.calendar import A_SHARE_CALENDAR
+from kline.calendar import fingerprint as calendar_fingerprint
 from kline.features import build_features, feature_fingerprint, save_panel
 from kline.lake import Lake, content_hash
 from tasks._common import STAGE_CACHE, settings_from
@@ -32,7 +34,9 @@ def build_features_task(
     panel = build_features(bars, cfg, adj)
     data_fp = content_hash(bars, ["symbol", "trade_date", "open", "high", "low", "close", "volume"])
     adj_fp = content_hash(adj) if not adj.empty else "none"
-    fp = hashlib.sha256(f"{feature_fingerprint(cfg)}|{data_fp}|{adj_fp}".encode()).hexdigest()[:16]
+    # the calendar names each row's target session (the last row's may be provisional)
+    cal_fp = calendar_fingerprint(A_SHARE_CALENDAR, end)
+    fp = hashlib.sha256(f"{feature_fingerprint(cfg)}|{data_fp}|{adj_fp}|{cal_fp}".encode()).hexdigest()[:16]
     path = save_panel(lake, panel, fp)
     return {
         "path": path,

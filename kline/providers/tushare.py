@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from kline.calendar import A_SHARE_CALENDAR, sessions_in_range, today
+from kline.calendar import A_SHARE_CALENDAR, is_provisional, sessions_in_range, today
 from kline.config import TushareConfig
 from kline.instruments import instrument, validate_symbol
 from kline.providers.base import (
@@ -216,20 +216,29 @@ class TushareProvider:
         return df.drop_duplicates()
 
     # -- calendar ------------------------------------------------------------------------
+    def trade_cal(self, start: dt.date, end: dt.date) -> pd.DataFrame:
+        """The vendor's SSE calendar over ``[start, end]``: ``cal_date`` (date), ``is_open``
+        (bool), every calendar day it lists (none for a year not yet published)."""
+        df = self._query("trade_cal", "exchange,cal_date,is_open,pretrade_date", exchange="SSE",
+                         start_date=_yyyymmdd(start), end_date=_yyyymmdd(end))
+        if df.empty:
+            return pd.DataFrame({"cal_date": pd.Series(dtype=object), "is_open": pd.Series(dtype=bool)})
+        out = pd.DataFrame({"cal_date": _parse_yyyymmdd(df["cal_date"]),
+                            "is_open": df["is_open"].astype(str).isin(["1", "1.0", "True"])})
+        out = out[(out["cal_date"] >= start) & (out["cal_date"] <= end)]
+        return out.drop_duplicates("cal_date").sort_values("cal_date").reset_index(drop=True)
+
     def _vendor_year(self, year: int) -> list[dt.date] | None:
-        """Open SSE days of ``year`` from ``trade_cal`` (cached); None when not permitted."""
+        """Open SSE days of ``year`` from ``trade_cal`` (cached); None when not permitted or
+        not published yet (then the layered calendar of ``kline.calendar`` decides)."""
         if year not in self._trade_cal:
             try:
-                df = self._query("trade_cal", "exchange,cal_date,is_open", exchange="SSE",
-                                 start_date=f"{year}0101", end_date=f"{year}1231", is_open="1")
+                df = self.trade_cal(dt.date(year, 1, 1), dt.date(year, 12, 31))
             except FatalProviderError as exc:
                 log.warning("trade_cal unavailable, using the XSHG calendar instead: %s", exc)
                 self._trade_cal[year] = None
             else:
-                if "is_open" in df:
-                    df = df[df["is_open"].astype(str) == "1"]
-                days = sorted(_parse_yyyymmdd(df["cal_date"])) if len(df) else []
-                self._trade_cal[year] = days
+                self._trade_cal[year] = sorted(df.loc[df["is_open"], "cal_date"]) if len(df) else None
         return self._trade_cal[year]
 
     def open_sessions(self, start: dt.date, end: dt.date, report: dict | None = None) -> list[dt.date]:
@@ -241,9 +250,10 @@ class TushareProvider:
         vendor: list[dt.date] = []
         for year in range(start.year, end.year + 1):
             days = self._vendor_year(year)
-            if days is None:
-                return local
-            vendor.extend(d for d in days if start <= d <= end)
+            if days is None:  # unpublished or not permitted: the layered calendar's days
+                vendor.extend(d for d in local if d.year == year)
+            else:
+                vendor.extend(d for d in days if start <= d <= end)
         only_vendor = sorted(set(vendor) - set(local))
         only_local = sorted(set(local) - set(vendor))
         if only_vendor or only_local:
@@ -359,6 +369,15 @@ class TushareProvider:
             return
         last_with_data = max(have) if have else None
         cutoff = self._today() - dt.timedelta(days=self.config.publish_lag_days)
+        # a provisional session with no bar at all is a closure nobody has published yet
+        provisional = [d for d in empty if is_provisional(d, A_SHARE_CALENDAR)]
+        if provisional:
+            report["provisional_closures"] = [d.isoformat() for d in provisional]
+            log.warning("tushare: no rows on provisional session(s) %s: treated as closed",
+                        ", ".join(d.isoformat() for d in provisional))
+            empty = [d for d in empty if d not in set(provisional)]
+            if not empty:
+                return
         fresh = [d for d in empty if d >= cutoff and (last_with_data is None or d > last_with_data)]
         if fresh:
             raise TransientProviderError(
