@@ -193,6 +193,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     out.update(
         model_version=models["train"].get("version"),
         promoted=bool(models["decision"].get("promote")),
+        forecast_provisional=bool(models["forecast"].get("provisional")),
         summary=models["report"].get("summary"),
         report=models["report"]["files"]["report.html"],
     )

@@ -163,9 +163,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"left out of modelling (run-date bar quarantined): {', '.join(result['excluded_symbols'])}")
             if result.get("summary"):
                 print(result["summary"])
-            if result.get("provisional"):
-                info = result.get("calendar") or {}
-                print(f"PROVISIONAL: {result['run_date']} is past the published calendar (known through "
+            info = result.get("calendar") or {}
+            if result.get("provisional") or result.get("forecast_provisional"):
+                what = result["run_date"] if result.get("provisional") else "the next session"
+                print(f"PROVISIONAL: {what} is past the published calendar (known through "
                       f"{info.get('known_through')}, {info.get('source')}); see the report")
         print(f"Output: {result.get('report') or lake.root}")
     return code

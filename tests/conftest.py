@@ -15,6 +15,16 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True)
+def _calendar_layers_reset():
+    """Each test starts and ends on the library calendar: runs set process-wide layers."""
+    yield
+    from kline import calendar
+
+    if calendar._layers:
+        calendar.configure({})
+
+
 @pytest.fixture
 def lake_root(tmp_path) -> str:
     """A fresh, empty lake root."""

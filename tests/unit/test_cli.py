@@ -87,3 +87,67 @@ def test_domain_package_imports_no_prefect():
     code = "import sys, kline, kline.lake, kline.ingestion, kline.status, kline.providers.synthetic; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- the clock: the close cutoff decides what "today" may model ----------------------------
+
+def _shanghai(text: str):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.mark.parametrize(("clock", "expected"), [
+    ("2026-12-01T13:00", "2026-11-30"), ("2026-12-01T17:29", "2026-11-30"),
+    ("2026-12-01T17:31", "2026-12-01"), ("2026-12-01T23:00", "2026-12-01"),
+    ("2026-12-05T13:00", "2026-12-04"), ("2026-10-01T13:00", "2026-09-30"),
+    ("2027-01-04T18:30", "2027-01-04"), ("2027-01-04T13:00", "2026-12-31"),
+])
+def test_the_default_run_date_is_the_latest_closed_session(clock, expected, isolated_cwd, monkeypatch):
+    import time_machine
+
+    from flows._common import default_run_date
+    from kline.config import load_settings
+
+    with time_machine.travel(_shanghai(clock), tick=False):
+        assert default_run_date(load_settings()).isoformat() == expected
+    monkeypatch.setenv("KLINE_CALENDAR_CLOSE_CUTOFF", "13:30")
+    with time_machine.travel(_shanghai("2026-12-01T14:00"), tick=False):
+        assert default_run_date(load_settings()).isoformat() == "2026-12-01"
+
+
+def test_today_before_the_cutoff_is_refused_and_a_backfill_end_capped(lake_root, isolated_cwd, capsys):
+    import time_machine
+
+    with time_machine.travel(_shanghai("2026-12-01T13:00"), tick=False):
+        assert main(["run", "--date", "2026-12-01", "--lake", lake_root]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "not closed before 17:30 Asia/Shanghai (calendar.close_cutoff)" in err
+        assert main(["backfill", "--start", "2026-12-01", "--end", "2026-12-01", "--lake", lake_root]) == 2
+        assert "capped to 2026-11-30" in capsys.readouterr().err
+    assert not os.path.exists(lake_root)
+
+
+def test_runs_past_the_published_calendar_are_accepted(lake_root, isolated_cwd, capsys):
+    import datetime as dt
+
+    import time_machine
+
+    from kline.config import Settings
+    from kline.preflight import check_dates
+
+    with time_machine.travel(_shanghai("2027-01-04T18:30"), tick=False):
+        check_dates(Settings(), [dt.date(2026, 12, 31), dt.date(2027, 1, 4)])
+        with pytest.raises(ValueError, match="before the XSHG trading calendar starts"):
+            check_dates(Settings(), [dt.date(1980, 1, 2)])
+
+
+def test_status_names_each_calendar_s_source_and_reach(lake_root, isolated_cwd, capsys):
+    assert main(["status", "--lake", lake_root]) == 0
+    out = capsys.readouterr().out
+    assert "calendar XSHG: known through 2026-12-31 (exchange-calendars" in out
+    assert "provisional from 2027-01-01" in out
+    assert main(["status", "--lake", lake_root, "--json", "--calendar", "XNYS"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {c["calendar"] for c in data["calendars"]} == {"XSHG", "XNYS"}

@@ -71,6 +71,7 @@ class TushareServer:
         listed: dict[str, dt.date] | None = None,
         faults: Iterable[str] = (),
         trade_cal_closed: Iterable[dt.date] = (),
+        trade_cal_through: dt.date = dt.date(2026, 12, 31),
     ):
         self.tokens = set(tokens)
         self.market = tuple(market)
@@ -82,6 +83,7 @@ class TushareServer:
         self.listed = dict(listed or {})
         self.faults: deque[str] = deque(faults)
         self.trade_cal_closed = set(trade_cal_closed)  # open in XSHG, closed here
+        self.trade_cal_through = trade_cal_through  # the last day of the last published year
         self.row_caps = dict(ROW_CAPS)
         self.requests: list[dict] = []  # {"api_name", "params", "fields", "token"}
         self._stamps: deque[float] = deque()
@@ -129,6 +131,7 @@ class TushareServer:
 
     def _rows_trade_cal(self, p: dict) -> tuple[list[str], list[list]]:
         start, end = _d(p.get("start_date", "20000101")), _d(p.get("end_date", "20261231"))
+        end = min(end, self.trade_cal_through)  # a year not yet published has no rows
         lo, hi = calendar_bounds(A_SHARE_CALENDAR)
         opened = set(sessions_in_range(max(start, lo), min(end, hi), A_SHARE_CALENDAR)) - self.trade_cal_closed
         items = []
