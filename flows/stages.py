@@ -162,15 +162,16 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     universe = list(settings.symbols)
     with stage("ingest", universe):
         chunks = ingest(settings, run_date, refresh)
+    with stage("validate", universe):
+        summaries = validate(settings, chunks, run_date, refresh)
     cal = universe_calendar(settings)
     provisional = is_provisional(run_date, cal)
     if provisional:
         use_calendars(settings, current_layers(A_SHARE_CALENDAR).vendor)  # the bars just ingested decide closures
         if not Lake(settings.lake).raw_dates(run_date, run_date):
+            # what was ingested before the run date is validated above; nothing to model today
             return {"run_date": run_date.isoformat(), "trading_day": False, "provisional": True,
                     "ingested_rows": sum(c["rows"] for c in chunks)}
-    with stage("validate", universe):
-        summaries = validate(settings, chunks, run_date, refresh)
     validation = merge_validation(summaries)
     symbols = [s for s in settings.symbols if s not in set(validation["excluded_symbols"])]
     if validation["excluded_symbols"]:

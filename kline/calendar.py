@@ -220,7 +220,7 @@ def _built(code: str) -> Built:
     sessions, sources = _library(code, files)
     known = sources[-1][1]
     vendor = layers.vendor
-    if vendor is not None and vendor.end > known:
+    if vendor is not None and vendor.end >= known:
         sources.append((vendor.source, vendor.end))
     known_through = max(known, vendor.end if vendor else known)
     horizon = dt.date(max(known_through.year + 2, dt.date.today().year + 1), 12, 31)

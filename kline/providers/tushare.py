@@ -4,8 +4,10 @@ Indices come from ``index_daily``, stocks from ``daily`` (the instrument registr
 so ``000001.SH`` is the SSE Composite and ``000001.SZ`` Ping An Bank). Units are converted
 here, once: ``vol`` lots -> shares (x100), ``amount`` thousand CNY -> CNY (x1000).
 
-Sessions to expect come from the vendor's ``trade_cal`` (cross-checked against XSHG; a
-mismatch is logged and kept in ``last_fetch_report``). Calls are planned under the row caps
+Sessions to expect come from the run's layered calendar (``kline.calendar``), which holds
+the vendor's ``trade_cal`` when the flow loaded it; used on its own, the provider asks
+``trade_cal`` per year itself (cross-checked against XSHG; a mismatch is logged and kept in
+``last_fetch_report``). An empty provisional session is a closure, not a retry. Calls are planned under the row caps
 from that session list, and a full page is continued with ``offset``.
 
 Empty sessions: an open session with no row for any requested symbol is *suspect*. When it
@@ -33,7 +35,13 @@ from typing import Any
 
 import pandas as pd
 
-from kline.calendar import A_SHARE_CALENDAR, is_provisional, sessions_in_range, today
+from kline.calendar import (
+    A_SHARE_CALENDAR,
+    current_layers,
+    is_provisional,
+    sessions_in_range,
+    today,
+)
 from kline.config import TushareConfig
 from kline.instruments import instrument, validate_symbol
 from kline.providers.base import (
@@ -247,9 +255,12 @@ class TushareProvider:
         local = sessions_in_range(start, end, A_SHARE_CALENDAR)
         if not self.config.trade_cal_check:
             return local
+        layer = current_layers(A_SHARE_CALENDAR).vendor  # trade_cal the run has loaded already
         vendor: list[dt.date] = []
         for year in range(start.year, end.year + 1):
-            days = self._vendor_year(year)
+            known = layer is not None and layer.start <= max(start, dt.date(year, 1, 1)) \
+                and min(end, dt.date(year, 12, 31)) <= layer.end
+            days = None if known else self._vendor_year(year)
             if days is None:  # unpublished or not permitted: the layered calendar's days
                 vendor.extend(d for d in local if d.year == year)
             else:
