@@ -151,3 +151,14 @@ def test_provisional_closures_and_trade_cal_through_the_tushare_server(tmp_path,
         assert years.count("2026") == 1  # a published year is fetched once, then read from the lake
     finally:
         srv.stop()
+
+
+def test_kline_run_at_13_00_on_a_session_day_models_the_previous_session(tmp_path, lake_root, capsys):
+    from kline.cli import main
+
+    cfg = config(tmp_path, symbols=(INDEX,))
+    with at("2026-12-01T13:00"):
+        assert main(["run", "--lake", lake_root, "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert f"Output: {Lake(lake_root).paths.report_dir(dt.date(2026, 11, 30))}/report.html" in out
+    assert max(Lake(lake_root).read_curated_bars()["trade_date"]) == dt.date(2026, 11, 30)

@@ -39,7 +39,7 @@ def test_daily_fills_history_then_reruns_from_cache(lake_root, config_file):
 
 def test_non_session_date_completes_without_work(lake_root, config_file):
     out = daily_flow(run_date="2024-10-01", lake=lake_root, config_file=config_file)
-    assert out == {"run_date": "2024-10-01", "trading_day": False}
+    assert out == {"run_date": "2024-10-01", "trading_day": False, "provisional": False}
     assert Lake(lake_root).read_ingest_log() == []
 
 
