@@ -444,11 +444,13 @@ def _run_gx_suite(ctx: Any, batch: Any, name: str, rules: list[Expectation], fra
 def _build_docs(ctx: Any, docs: DocsSite, vrids: Mapping[str, Any], lock: Any) -> tuple[str, dict[str, str]]:
     """Build this run's validation pages and the index with GX's site builder, then make them
     offline and link them to ``docs.links``; returns the index and severity -> page paths."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
     from kline.datadocs import localize_site, relative_url
 
     with lock:
-        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
-
         suites = [ExpectationSuiteIdentifier(name=suite_name(s)) for s in vrids]
         ctx.build_data_docs(site_names=["lake"], resource_identifiers=[*vrids.values(), *suites])
         pages = {}
