@@ -156,10 +156,10 @@ class DocsServer:
     """A threaded, read-only HTTP server for one local lake's reports and Data Docs."""
 
     def __init__(self, lake_root: str, host: str = "127.0.0.1", port: int = 0, public_url: str = ""):
-        self.lake = Lake(lake_root)
-        if "://" in self.lake.root:
-            raise DocsServerError(f"cannot serve an object-store lake ({self.lake.root}); "
+        if "://" in str(lake_root):
+            raise DocsServerError(f"cannot serve an object-store lake ({lake_root}); "
                                   "its link artifacts are presigned URLs")
+        self.lake = Lake(lake_root)
         handler = type("Handler", (_Handler,), {"lake_root": self.lake.root})
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
