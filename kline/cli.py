@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments from this process")
+    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments, and the reports and Data Docs, from this process")
     _add_common(p, data=False)
     p.add_argument("--limit", type=int, help="most flow runs at once")
     p.add_argument("--port", type=int, help="port of the reports / Data Docs server (default [serve] port, 4210)")
