@@ -116,6 +116,7 @@ def merge_validation(summaries: list[dict]) -> dict:
         "failed_expectations": sorted(failed),
         "excluded_symbols": sorted(excluded),
         "docs_path": next((s.get("docs_path") for s in reversed(summaries) if s.get("docs_path")), None),
+        "docs_pages": next((s.get("docs_pages") for s in reversed(summaries) if s.get("docs_pages")), {}),
     }
 
 

@@ -237,13 +237,53 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _docs_server(settings, args: argparse.Namespace):
+    """The reports / Data Docs server for ``settings.lake`` (``--host``/``--port`` win)."""
+    from kline.serving import DocsServer
+
+    host = getattr(args, "host", None) or settings.serve.host
+    port = settings.serve.port if getattr(args, "port", None) is None else args.port
+    return DocsServer(settings.lake, host=host, port=port, public_url=settings.serve.public_url)
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from kline.serving import DocsServerError
+
+    settings = _settings(args)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: not a port number: {args.port}")
+    try:
+        server = _docs_server(settings, args)
+    except DocsServerError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"serving reports at {server.public_url}/reports/ and Data Docs at "
+          f"{server.public_url}/validation/docs/index.html (lake {server.lake.root}, read-only); Ctrl-C to stop",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.deployments import serve_deployments
+    from kline.serving import DocsServerError
 
+    try:  # the scheduler matters more than the docs: a busy port only costs the links
+        docs = _docs_server(settings, args).start()
+        print(f"serving reports and Data Docs at {docs.public_url}/ (read-only)", flush=True)
+    except DocsServerError as exc:
+        docs = None
+        print(f"kline: not serving reports and Data Docs: {exc}", file=sys.stderr)
     print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai) and "
-          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop")
-    serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit)
+          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop", flush=True)
+    try:
+        serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit)
+    finally:
+        if docs is not None:
+            docs.close()
     return EXIT_OK
 
 
@@ -289,10 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
-    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments from this process")
+    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments, and the reports and Data Docs, from this process")
     _add_common(p, data=False)
     p.add_argument("--limit", type=int, help="most flow runs at once")
+    p.add_argument("--port", type=int, help="port of the reports / Data Docs server (default [serve] port, 4210)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("docs", help="serve the lake's reports and Data Docs over HTTP, read-only")
+    _add_common(p, data=False)
+    p.add_argument("--host", help="address to bind (default [serve] host, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default [serve] port, 4210; 0 picks a free one)")
+    p.set_defaults(func=cmd_docs)
     return parser
 
 

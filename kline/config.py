@@ -141,6 +141,13 @@ class BacktestConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # where `kline docs` / `kline serve` serve reports and Data Docs
+    port: int = 4210  # keep it stable: link artifacts of past runs point at it
+    public_url: str = ""  # the URL users reach it by (a reverse proxy); default http://host:port
+
+
+@dataclass(frozen=True)
 class Settings:
     lake: str = "./data_lake"  # lake root: a local path (object-store URLs come later)
     provider: str = "synthetic"  # "synthetic", "tushare" or "file"
@@ -156,6 +163,7 @@ class Settings:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

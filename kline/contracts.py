@@ -18,6 +18,7 @@ a row broken in one way fails exactly the rules about that way.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -280,6 +281,7 @@ class SuiteOutcome:
     statistics: dict[str, Any]
     docs_index: str | None = None
     seconds: float = 0.0
+    docs_pages: dict[str, str] = field(default_factory=dict)  # severity -> validation page
 
     def chunk_failures(self) -> list[str]:
         """Rules whose failure rejects the whole chunk: schema rules, or a row rule that
@@ -290,11 +292,24 @@ class SuiteOutcome:
 
 @dataclass(frozen=True)
 class DocsSite:
-    """Where GX keeps validation results and builds Data Docs (local directories)."""
+    """Where GX keeps validation results and builds Data Docs (local directories).
+
+    ``links`` (label -> local path, e.g. the run date's report) are added to the top of the
+    run's validation pages as relative links; the target need not exist yet."""
 
     site_dir: str
     results_dir: str
     history: int = 30  # runs listed on the index page; bounds the index build cost
+    links: Mapping[str, str] = field(default_factory=dict)
+    index_links: Mapping[str, str] = field(default_factory=dict)  # the same, on the index page
+
+
+def suite_name(severity: str) -> str:
+    """The GX suite that holds the rules of one severity (``curated_bars_critical`` ...).
+
+    Critical and warning rules are separate suites so that a Data Docs page reads "Failed"
+    only when a critical rule failed; schema rules are critical."""
+    return f"{SUITE_NAME}_{severity}"
 
 
 def run_suite(
@@ -303,29 +318,89 @@ def run_suite(
     run_name: str,
     docs: DocsSite | None = None,
     docs_lock: Any = None,
+    asset_name: str = "bars",
 ) -> SuiteOutcome:
-    """Validate ``frame`` (from ``derive_checks``) with the real GX engine, one run.
+    """Validate ``frame`` (from ``derive_checks``) with the real GX engine: one run of each
+    severity's suite (``suite_name``) on the same batch, results in ``suite``'s order.
 
-    GX writes nothing outside ``docs`` (an ephemeral context, progress bars off).
-    ``docs_lock`` (a context manager) serialises the Data Docs build across processes.
+    GX writes nothing outside ``docs`` (an ephemeral context, progress bars off); the pages
+    it builds there load nothing from outside the site (``kline.datadocs``) and name the data
+    asset ``asset_name``. ``docs_lock`` (a context manager) serialises the Data Docs build
+    across processes.
     """
     import contextlib
     import time
 
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
 
     t0 = time.perf_counter()
+    ctx = _gx_context(docs)
+    batch = (ctx.data_sources.add_pandas("lake").add_dataframe_asset("bars")
+             .add_batch_definition_whole_dataframe("chunk"))
+    run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
+    raw: dict[str, Any] = {}  # rule -> GX expectation result
+    vrids: dict[str, Any] = {}  # severity -> ValidationResultIdentifier
+    success = True
+    statistics: dict[str, Any] = {}
+    for severity in (CRITICAL, WARNING):
+        rules = [e for e in suite if e.severity == severity]
+        if not rules:
+            continue
+        result = _run_gx_suite(ctx, batch, suite_name(severity), rules, frame, run_id)
+        success = success and bool(result.success)
+        for k in ("evaluated_expectations", "successful_expectations", "unsuccessful_expectations"):
+            statistics[k] = statistics.get(k, 0) + int(result.statistics.get(k) or 0)
+        for r in result.results:
+            raw[r.expectation_config.meta["rule"]] = r
+        # GX's fluent dataframe assets leave the page header's "Data asset" empty: name it.
+        result.meta.setdefault("batch_spec", {})["data_asset_name"] = asset_name
+        vrids[severity] = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name(severity)),
+            run_id=run_id, batch_identifier=_batch_id(result),
+        )
+        if docs is not None:
+            ctx.validation_results_store.set(vrids[severity], result)
+    if statistics.get("evaluated_expectations"):
+        statistics["success_percent"] = 100.0 * statistics.get("successful_expectations", 0) / statistics["evaluated_expectations"]
+
+    outcomes = []
+    for e in suite:
+        r = raw[e.rule]
+        res = r.result or {}
+        idx = res.get("unexpected_index_list") or []
+        failed = np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64")
+        exc = r.exception_info or {}
+        raised = exc.get("raised_exception")
+        outcomes.append(ExpectationOutcome(
+            rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
+            description=e.description, success=bool(r.success),
+            unexpected_count=int(res.get("unexpected_count") or 0), failed_rows=failed,
+            observed=jsonable(res.get("observed_value")),
+            exception=str(exc.get("exception_message")) if raised else None,
+        ))
+
+    docs_index, pages = None, {}
+    if docs is not None:
+        docs_index, pages = _build_docs(ctx, docs, vrids, docs_lock or contextlib.nullcontext())
+    return SuiteOutcome(
+        success=success, outcomes=outcomes, statistics=jsonable(statistics), docs_index=docs_index,
+        seconds=time.perf_counter() - t0, docs_pages=pages,
+    )
+
+
+def _gx_context(docs: DocsSite | None) -> Any:
+    """An ephemeral GX context; with ``docs``, results and the Data Docs site on disk there."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     defaults = InMemoryStoreBackendDefaults()
     sites: dict[str, Any] = {}
     if docs is not None:
@@ -343,55 +418,53 @@ def run_suite(
         data_docs_sites=sites,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
     )
-    ctx = gx.get_context(project_config=config, mode="ephemeral")
-    batch = (ctx.data_sources.add_pandas("lake").add_dataframe_asset("bars")
-             .add_batch_definition_whole_dataframe("chunk"))
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _run_gx_suite(ctx: Any, batch: Any, name: str, rules: list[Expectation], frame: pd.DataFrame, run_id: Any) -> Any:
+    """One GX validation of ``frame`` against the suite ``name`` built from ``rules``."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     # Built whole and added once: add_expectation re-serialises the stored suite each call.
-    gx_suite = ctx.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=[
+    gx_suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[
         getattr(gxe, e.gx_type)(**e.kwargs, notes=e.description,
                                 meta={"rule": e.rule, "severity": e.severity, "scope": e.scope})
-        for e in suite
+        for e in rules
     ]))
-    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=SUITE_NAME, data=batch, suite=gx_suite))
-    run_id = RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC))
-    result = vd.run(
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=gx_suite))
+    return vd.run(
         batch_parameters={"dataframe": frame},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID],
                        "return_unexpected_index_query": False},
         run_id=run_id,
     )
 
-    by_rule = {e.rule: e for e in suite}
-    outcomes = []
-    for r in result.results:
-        e = by_rule[r.expectation_config.meta["rule"]]
-        res = r.result or {}
-        idx = res.get("unexpected_index_list") or []
-        failed = np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64")
-        exc = r.exception_info or {}
-        raised = exc.get("raised_exception")
-        outcomes.append(ExpectationOutcome(
-            rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
-            description=e.description, success=bool(r.success),
-            unexpected_count=int(res.get("unexpected_count") or 0), failed_rows=failed,
-            observed=jsonable(res.get("observed_value")),
-            exception=str(exc.get("exception_message")) if raised else None,
-        ))
 
-    docs_index = None
-    if docs is not None:
-        vrid = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=SUITE_NAME),
-            run_id=run_id, batch_identifier=_batch_id(result),
-        )
-        with docs_lock if docs_lock is not None else contextlib.nullcontext():
-            ctx.build_data_docs(site_names=["lake"], resource_identifiers=[vrid])
-        docs_index = f"{docs.site_dir.rstrip('/')}/index.html"
-    return SuiteOutcome(
-        success=bool(result.success), outcomes=outcomes,
-        statistics=jsonable(dict(result.statistics)), docs_index=docs_index,
-        seconds=time.perf_counter() - t0,
+def _build_docs(ctx: Any, docs: DocsSite, vrids: Mapping[str, Any], lock: Any) -> tuple[str, dict[str, str]]:
+    """Build this run's validation pages and the index with GX's site builder, then make them
+    offline and link them to ``docs.links``; returns the index and severity -> page paths."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
     )
+
+    from kline.datadocs import localize_site, relative_url
+
+    with lock:
+        suites = [ExpectationSuiteIdentifier(name=suite_name(s)) for s in vrids]
+        ctx.build_data_docs(site_names=["lake"], resource_identifiers=[*vrids.values(), *suites])
+        pages = {}
+        for severity, vrid in vrids.items():
+            urls = ctx.get_docs_sites_urls(resource_identifier=vrid, site_name="lake")
+            url = urls[0]["site_url"] if urls else None
+            if url and url.startswith("file://"):
+                pages[severity] = url.removeprefix("file://")
+        suite_pages = [f"{docs.site_dir.rstrip('/')}/expectations/{suite_name(s)}.html" for s in vrids]
+        index = f"{docs.site_dir.rstrip('/')}/index.html"
+        nav = {p: {label: relative_url(os.path.dirname(p), target) for label, target in links.items()}
+               for p, links in [*((p, docs.links) for p in pages.values()), (index, docs.index_links)]}
+        localize_site(docs.site_dir, [*pages.values(), *suite_pages], nav)
+    return index, pages
 
 
 def _batch_id(result: Any) -> str:

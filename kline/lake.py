@@ -127,6 +127,13 @@ class LakePaths:
     def report_dir(self, run_date: dt.date) -> str:
         return self._join("reports", run_date.isoformat())
 
+    def report_html(self, run_date: dt.date) -> str:
+        return self._join("reports", run_date.isoformat(), "report.html")
+
+    def docs_server(self) -> str:
+        """Where a running ``kline docs`` / ``kline serve`` announces its URL to the tasks."""
+        return self._join("_state", "docs-server.json")
+
     def forecast(self, run_date: dt.date) -> str:
         """The next-session forecast published by the run of ``run_date``."""
         return self._join("reports", run_date.isoformat(), "forecast.csv")

@@ -59,6 +59,7 @@ class ReportInputs:
     fingerprint: str = ""  # data fingerprint of the curated input
     history: pd.DataFrame | None = None  # metrics history (history_rows), earlier run dates
     next_session: dict | None = None  # {version, basis, rows: [{symbol, target_date, pred_return, close, pred_close}]}
+    links: dict[str, str] = field(default_factory=dict)  # label -> URL relative to the report (Data Docs)
 
 
 @dataclass
@@ -443,6 +444,7 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
         f"<h1>kline daily report — {inp.run_date.isoformat()}</h1>",
         f"<p class='headline{' good' if good else ''}' id='headline'>{html.escape(sentence)}</p>",
         f"<p class='provisional'>{html.escape(calendar_note(inp.next_session))}</p>" if calendar_note(inp.next_session) else "",
+        _links_html(inp.links),
         "<h2>Forecast metrics (held-out, walk-forward; ★ best)</h2>",
         "<p>MASE: MAE / MAE of the random walk (predicted return 0) on the same sessions; "
         "R² oos against a zero forecast; DM: Diebold-Mariano vs the random walk (absolute loss), "
@@ -475,6 +477,13 @@ def calendar_note(fc: dict | None) -> str:
             f"({cal.get('calendar')} known through then from {cal.get('source')}; weekdays minus fixed-date "
             "closures until the exchange's holidays are published). The run date or the forecast's "
             "session may not be a trading day.")
+
+
+def _links_html(links: dict[str, str]) -> str:
+    if not links:
+        return ""
+    items = " · ".join(f"<a href='{html.escape(url)}'>{html.escape(label)}</a>" for label, url in links.items())
+    return f"<p id='links'>{items}</p>"
 
 
 def _next_session_html(fc: dict | None) -> str:

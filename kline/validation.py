@@ -115,14 +115,17 @@ def validate_chunk(
     if cfg.data_docs and "://" not in lake.root:
         docs = DocsSite(site_dir=lake.paths.data_docs_dir(),
                         results_dir=f"{lake.paths.validation_results_dir()}/gx",
-                        history=cfg.docs_history)
+                        history=cfg.docs_history, links=docs_links(lake, run_date),
+                        index_links={"kline reports": f"{lake.paths.reports_dir()}/index.html"})
     outcome = run_suite(frame, bar_suite(cfg, today), run_name=run_id, docs=docs,
-                        docs_lock=lake.lock("validation-docs") if docs else None)
+                        docs_lock=lake.lock("validation-docs") if docs else None,
+                        asset_name=asset_name(source, start, end, symbols))
 
     base = {
         "run_id": run_id, "source": source, "start": start.isoformat(), "end": end.isoformat(),
         "run_date": run_date.isoformat(), "today": today.isoformat(), "symbols": symbols,
         "result_path": lake.paths.validation_result(run_id), "docs_path": outcome.docs_index,
+        "docs_pages": outcome.docs_pages,
         "validated_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     rejected = outcome.chunk_failures()
@@ -184,6 +187,18 @@ def validate_chunk(
            "expectations": [_expectation_doc(o, frame) for o in outcome.outcomes]}
     lake.atomic_write_text(base["result_path"], json.dumps(doc, indent=1, default=str))
     return summary
+
+
+def asset_name(source: str, start: dt.date, end: dt.date, symbols: list[str]) -> str:
+    """What the Data Docs call the validated data: source, span and universe of the chunk."""
+    shown = ", ".join(symbols[:6]) + (f" and {len(symbols) - 6} more" if len(symbols) > 6 else "")
+    return f"raw bars from {source}, {start.isoformat()} .. {end.isoformat()} ({shown})"
+
+
+def docs_links(lake: Lake, run_date: dt.date) -> dict[str, str]:
+    """Links a run's validation pages carry: the run date's report and all reports."""
+    return {f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
+            "all kline reports": f"{lake.paths.reports_dir()}/index.html"}
 
 
 def _as_date(x: Any) -> dt.date:

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect import task
 
+from kline.datadocs import relative_url
 from kline.lake import Lake
 from kline.report import (
     FIGURES,
@@ -26,6 +27,7 @@ from kline.report import (
     metrics_rows,
     render_report,
 )
+from kline.serving import link_for, link_note, write_reports_index
 from tasks._common import STAGE_CACHE
 
 SUMMARY_KEY = "kline-report-summary"
@@ -52,23 +54,37 @@ def _in_run_context() -> bool:
     return TaskRunContext.get() is not None
 
 
-def _report_url(path: str) -> str:
-    return path if "://" in path else f"file://{path}"
+def data_docs_pages(validation: dict | None) -> dict[str, str]:
+    """Label -> local path of the run's Data Docs pages (critical, warning suites; index)."""
+    v = validation or {}
+    pages = v.get("docs_pages") or {}
+    out = {f"Data Docs: {sev} checks": path for sev, path in sorted(pages.items())}
+    if v.get("docs_path"):
+        out["Data Docs: all validation runs"] = v["docs_path"]
+    return out
 
 
-def publish_artifacts(run_date: str, summary_md: str, rows: list[dict], html_path: str, sentence: str) -> list[str]:
-    """Markdown summary, metrics table and a link to report.html, under stable keys."""
+def publish_artifacts(
+    lake: Lake, run_date: str, summary_md: str, rows: list[dict], html_path: str, sentence: str,
+    docs: dict[str, str] | None = None,
+) -> list[str]:
+    """Markdown summary (with links to the report and the Data Docs), metrics table and a
+    link to report.html, under stable keys; links go through ``kline.serving.link_for``."""
     from prefect.artifacts import (
         create_link_artifact,
         create_markdown_artifact,
         create_table_artifact,
     )
 
+    report_url = link_for(lake, html_path)
+    links = [f"- [Report {run_date}]({report_url})"]
+    links += [f"- [{label}]({link_for(lake, path)})" for label, path in (docs or {}).items()]
+    summary_md = f"{summary_md.rstrip()}\n\n## Links\n\n" + "\n".join(links) + f"\n\n({link_note(report_url)})\n"
     create_markdown_artifact(markdown=summary_md, key=SUMMARY_KEY, description=f"kline report {run_date}")
     table = [{k: r.get(k) for k in TABLE_COLUMNS} for r in json_clean(rows)]
     create_table_artifact(table=table, key=METRICS_KEY, description=f"held-out metrics {run_date}")
-    create_link_artifact(link=_report_url(html_path), link_text=f"report {run_date}", key=LINK_KEY,
-                         description=sentence)
+    create_link_artifact(link=report_url, link_text=f"report {run_date}", key=LINK_KEY,
+                         description=f"{sentence} ({link_note(report_url)})")
     return [SUMMARY_KEY, METRICS_KEY, LINK_KEY]
 
 
@@ -118,8 +134,12 @@ def report(
         history=history[pd.to_datetime(history["run_date"]).dt.date <= day],  # point in time
         next_session=next_session,
     )
-    rep = render_report(inp)
     folder = paths.report_dir(day)
+    docs = data_docs_pages(validation) if "://" not in lake.root else {}
+    inp.links = {label: relative_url(folder, path) for label, path in docs.items()}
+    if "://" not in lake.root:
+        inp.links["all reports"] = "../index.html"
+    rep = render_report(inp)
     files = {}
     for name in FIGURES:
         files[f"{name}.png"] = f"{folder}/{name}.png"
@@ -130,9 +150,11 @@ def report(
     lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
     files["report.html"] = f"{folder}/report.html"  # last: its presence means the report is whole
     lake.atomic_write_text(files["report.html"], rep.html)
+    if "://" not in lake.root:
+        files["index.html"] = write_reports_index(lake)
     artifacts = []
     if _in_run_context():
-        artifacts = publish_artifacts(run_date, rep.summary_markdown, metrics_rows(forecast, strategy),
-                                      files["report.html"], rep.summary)
+        artifacts = publish_artifacts(lake, run_date, rep.summary_markdown, metrics_rows(forecast, strategy),
+                                      files["report.html"], rep.summary, docs)
     return {"dir": folder, "files": files, "summary": rep.summary, "artifacts": artifacts,
             "history_rows": len(history)}

@@ -11,6 +11,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from kline.contracts import ChunkValidationError
 from kline.lake import Lake
+from kline.serving import link_for, link_note
 from kline.validation import failure_table, read_validation_result, summary_markdown, validate_chunk
 from tasks._common import settings_from
 
@@ -58,14 +59,22 @@ def validate_chunk_task(
         )
         raise
     result = read_validation_result(lake, summary["run_id"])
-    create_markdown_artifact(key=SUMMARY_KEY, markdown=summary_markdown(summary),
+    pages = summary.get("docs_pages") or {}
+    docs_target = pages.get("critical") or summary["docs_path"]
+    md = summary_markdown(summary)
+    if docs_target:
+        md += "\nData Docs: " + " · ".join(
+            [f"[{sev} checks]({link_for(lake, p)})" for sev, p in sorted(pages.items())]
+            + [f"[all validation runs]({link_for(lake, summary['docs_path'])})"]) + "\n"
+    create_markdown_artifact(key=SUMMARY_KEY, markdown=md,
                              description=f"Validation {chunk['start']} .. {chunk['end']}")
     rows = failure_table(result)
     if rows:
         create_table_artifact(key=FAILURES_KEY, table=rows,
                               description="Failed expectations with example rows")
-    if summary["docs_path"]:
-        create_link_artifact(key=DOCS_KEY, link=f"file://{summary['docs_path']}",
-                             link_text="Great Expectations Data Docs",
-                             description="Data Docs built into the lake")
+    if docs_target:
+        url = link_for(lake, docs_target)
+        create_link_artifact(key=DOCS_KEY, link=url,
+                             link_text=f"Data Docs: critical checks {chunk['start']} .. {chunk['end']}",
+                             description=f"Great Expectations Data Docs built into the lake ({link_note(url)})")
     return summary

@@ -35,6 +35,11 @@ def _latest(key: str):
     return arts[0] if arts else None
 
 
+def _link(artifact) -> str:
+    """The URL of a link artifact (its data is ``[text](url)``)."""
+    return artifact.data[artifact.data.rindex("](") + 2:-1]
+
+
 def test_validate_task_returns_a_small_reference(lake_root, prefect_harness):
     ref = ingest_chunk.fn(lake_root, stage_settings(Settings(), "ingest"), ["600519.SH", "000001.SH"],
                           "2024-01-01", "2024-01-31")
@@ -44,7 +49,25 @@ def test_validate_task_returns_a_small_reference(lake_root, prefect_harness):
     assert len(json.dumps(out)) < 5000  # a reference, not data
     assert len(Lake(lake_root).read_curated_bars()) == ref["rows"]
     assert out["run_id"] in _latest(SUMMARY_KEY).data
-    assert f"file://{lake_root}/validation/docs/index.html" in _latest(DOCS_KEY).data
+    # no docs server announced for this lake: links stay file paths, to this run's critical page
+    assert _link(_latest(DOCS_KEY)) == f"file://{out['docs_pages']['critical']}"
+    assert out["docs_pages"]["critical"].startswith(f"{lake_root}/validation/docs/validations/curated_bars_critical/")
+    assert f"file://{lake_root}/validation/docs/index.html" in _latest(SUMMARY_KEY).data
+
+
+def test_validate_task_links_to_the_announced_docs_server(lake_root, prefect_harness):
+    from kline.serving import DocsServer
+
+    server = DocsServer(lake_root, port=0, public_url="https://kline.example.internal/lake").start()
+    try:
+        ref = ingest_chunk.fn(lake_root, stage_settings(Settings(), "ingest"), ["600519.SH"],
+                              "2024-01-01", "2024-01-31")
+        out = validate_chunk_task.fn(lake_root, SUB, ref, today="2024-06-03")
+    finally:
+        server.close()
+    rel = out["docs_pages"]["critical"].removeprefix(f"{lake_root}/")
+    assert _link(_latest(DOCS_KEY)) == f"https://kline.example.internal/lake/{rel}"
+    assert "https://kline.example.internal/lake/validation/docs/index.html" in _latest(SUMMARY_KEY).data
 
 
 def test_validate_task_publishes_failures_and_excluded_symbols(lake_root, prefect_harness):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -208,3 +209,35 @@ def test_quarantine_counts_do_not_import_great_expectations(lake):
             "assert 'great_expectations' not in sys.modules, 'GX imported'; print(json.dumps(c))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == {MAIN_BOARD: 4, OTHER: 3}
+
+
+def _status(page: str) -> str:
+    m = re.search(r"Status:</span>\s*<i[^>]*></i>\s*(Succeeded|Failed)", open(page, encoding="utf-8").read())
+    assert m, page
+    return m.group(1)
+
+
+def test_warning_only_failures_leave_the_critical_suite_passing_in_the_data_docs(lake):
+    clean = clean_bars()
+    i = clean.index[clean["symbol"] == OTHER][5]
+    clean.loc[i, "volume"] = 0.0  # a warning (volume_not_zero), nothing critical
+    write_raw_frame(lake, clean)
+    out = _validate(lake, clean)
+    assert out["rows_quarantined"] == 0 and out["failed_expectations"] == []
+    assert out["warning_expectations"] == ["volume_not_zero"]
+    pages = out["docs_pages"]
+    assert set(pages) == {"critical", "warning"}
+    assert "/validations/curated_bars_critical/" in pages["critical"]
+    assert _status(pages["critical"]) == "Succeeded" and _status(pages["warning"]) == "Failed"
+    for page in pages.values():
+        text = open(page, encoding="utf-8").read()
+        assert "Data asset: raw bars from synthetic, 2024-02-01 .. 2024-02-29 (" in text
+        assert "reports/2024-02-29/report.html" in text  # links to the run date's report
+        assert re.search(r"<(script|link|img)\b[^>]*(src|href)=\"https?://", text) is None
+
+
+def test_a_critical_failure_fails_only_the_critical_page(lake):
+    bad = corrupted_import(clean_bars())
+    write_raw_frame(lake, bad.frame)
+    out = _validate(lake, bad.frame)
+    assert _status(out["docs_pages"]["critical"]) == "Failed"
