@@ -6,7 +6,8 @@ writes:
 
 - rows that pass every critical rule to the curated layer (upsert, unique, sorted);
 - rows that fail one to ``quarantine/bars/trade_date=<day>/<run_id>.parquet`` with the rules
-  they failed (``failed_expectations``, comma separated) and the run that found them;
+  they failed (``failed_expectations``, comma separated), a ``reason`` that also names the
+  price limit applied and its source (``kline.rules``), and the run that found them;
 - the run's result document to ``validation/results/<run_id>.json`` (one file per run: the
   history), and GX Data Docs into ``validation/docs/``.
 
@@ -46,7 +47,7 @@ from kline.lake import Lake, content_hash
 from kline.schema import BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS
 
 QUARANTINE_SCHEMA = pa.schema(
-    [*BAR_SCHEMA, ("failed_expectations", pa.string()), ("run_id", pa.string()),
+    [*BAR_SCHEMA, ("failed_expectations", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
      ("validated_at", pa.timestamp("us", tz="UTC"))]
 )
 _EXAMPLES = 5  # example rows per failed expectation in the result document
@@ -109,7 +110,8 @@ def validate_chunk(
     present = bars["symbol"].dropna().astype(str).unique().tolist() if "symbol" in bars else []
     instruments = {s: instrument_for(s, settings) for s in dict.fromkeys([*symbols, *present])}
     previous = previous_curated(lake, symbols, start, cfg.lookback_days)
-    frame = derive_checks(bars, instruments, previous, today)
+    facts = lake.read_instrument_facts(list(instruments), start, end, source=source)
+    frame = derive_checks(bars, instruments, previous, today, facts)
 
     docs = None
     if cfg.data_docs and "://" not in lake.root:
@@ -149,6 +151,9 @@ def validate_chunk(
     failed = frame.loc[bad, BAR_COLUMNS].reset_index(drop=True)
     names = np.array([o.rule for o in critical], dtype=object)
     failed["failed_expectations"] = [",".join(names[row]) for row in fails[bad]]
+    failed["reason"] = [_reason(names[row], r) for row, r in
+                        zip(fails[bad], frame.loc[bad, ["chk_limit_excess", "chk_limit_rule"]].itertuples(index=False),
+                            strict=True)]
 
     validated_at = pd.Timestamp.now(tz="UTC")
     curated_years = lake.write_curated_bars(passed)
@@ -168,6 +173,7 @@ def validate_chunk(
         "rows_checked": n,
         "rows_passed": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
+        "limit_facts": facts.sources(),
         "by_symbol": by_symbol,
         "failed_expectations": [o.rule for o in critical if not o.success],
         "warning_expectations": [o.rule for o in warnings if not o.success],
@@ -184,6 +190,16 @@ def validate_chunk(
            "expectations": [_expectation_doc(o, frame) for o in outcome.outcomes]}
     lake.atomic_write_text(base["result_path"], json.dumps(doc, indent=1, default=str))
     return summary
+
+
+def _reason(rules: Iterable[str], check: Any) -> str:
+    """The failed rules, the price limit one with the limit applied and its source."""
+    out = []
+    for r in rules:
+        if r == "price_limit":
+            r = f"price_limit: {check.chk_limit_excess:+.2%} beyond {check.chk_limit_rule}"
+        out.append(r)
+    return "; ".join(out)
 
 
 def _as_date(x: Any) -> dt.date:
@@ -317,7 +333,8 @@ def read_quarantine(
     tables = [lake.read_table(p, filters=filters) for _, p in _quarantine_files(lake, start, end)]
     if not tables:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    df = pa.concat_tables(tables).to_pandas()
+    # files written before ``reason`` existed lack the column: promote fills it with nulls
+    df = pa.concat_tables(tables, promote_options="default").to_pandas()
     return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
 
 
@@ -369,6 +386,11 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     if summary.get("no_bar_on_run_date"):
         lines += [f"No bar on the run date (suspended or not yet delivered): "
                   f"{', '.join(summary['no_bar_on_run_date'])}", ""]
+    facts = summary.get("limit_facts")
+    if facts is not None:
+        known = [f"{k} from {', '.join(v)}" for k, v in facts.items() if v]
+        lines += ["Price limits: dated board rules" + (f", with {'; '.join(known)}." if known else
+                  " only (no listing dates, ST periods or exchange limit prices stored for this source)."), ""]
     if summary.get("failed_expectations"):
         lines += [f"Failed critical expectations: {', '.join(summary['failed_expectations'])}", ""]
     lines += ["| symbol | checked | passed | quarantined | warnings | sessions without bar |",

@@ -20,7 +20,7 @@ from kline.contracts import (
     run_suite,
 )
 from kline.instruments import instrument
-from kline.providers.synthetic import SyntheticProvider
+from kline.providers.synthetic import SyntheticProvider, synthetic_facts
 from kline.schema import to_canonical, to_table
 from tests.helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
 
@@ -203,7 +203,8 @@ def test_ten_years_of_the_default_universe_have_no_critical_failure():
     bars = SyntheticProvider().fetch(list(DEFAULT_UNIVERSE), dt.date(2014, 1, 1), dt.date(2023, 12, 31))
     bars = to_table(to_canonical(bars, "synthetic")).to_pandas()
     insts = {s: instrument(s) for s in DEFAULT_UNIVERSE}
-    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1))
+    facts = synthetic_facts(SyntheticProvider().seed, DEFAULT_UNIVERSE)
+    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1), facts)
     # The synthetic market does hit its limits and suspend stocks in these years.
     assert (frame["chk_limit_excess"] > -0.001).sum() > 10
     assert (frame["chk_sessions_missing"] > 0).sum() > 5
@@ -211,6 +212,12 @@ def test_ten_years_of_the_default_universe_have_no_critical_failure():
     critical = {r: o.unexpected_count for r, o in outcomes.items() if o.severity == CRITICAL and not o.success}
     assert critical == {}
     assert not outcomes["no_missing_sessions"].success  # suspensions are warnings
+    # Without the listing dates, the listing days' pops break the board rule.
+    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1))
+    over = frame[frame["chk_limit_excess"] > ValidationConfig().limit_tolerance]
+    listed = facts.listings.set_index("symbol")["list_date"]
+    assert set(zip(over["symbol"], over["trade_date"], strict=True)) == {
+        (s, listed[s]) for s in ("300750.SZ", "688981.SH")}
 
 
 def test_first_row_compares_with_the_previous_curated_bar(clean):
