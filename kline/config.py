@@ -51,6 +51,7 @@ class TushareConfig:
     trade_cal_check: bool = True  # cross-check sessions with the vendor's trade_cal
     publish_lag_days: int = 7  # an open session this recent with no rows at all: not yet
     # published, raised as transient (older holes are reported, not raised)
+    instrument_facts: bool = True  # stock_basic, namechange (ST periods) and stk_limit beside bars
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,9 @@ SUITE_NAME = "curated_bars"
 CHECK_COLUMNS = [
     "chk_is_session",  # trade_date is a session of the symbol's calendar (None: no date)
     "chk_not_future",  # trade_date <= today in the exchange's time zone
-    "chk_limit_excess",  # move beyond the dated limit (fraction of pre_close); NaN: no limit / NaN inputs
+    "chk_limit_excess",  # move beyond the dated limit (fraction of pre_close); NaN: no limit /
+    # NaN inputs / exchange limit prices known
+    "chk_limit_price_excess",  # CNY beyond the exchange's own limit prices; NaN: none published
     "chk_limit_rule",  # the limit applied and its source (kline.rules), for the quarantine reason
     "chk_index_move",  # |close/pre_close - 1| for indices, NaN for stocks
     "chk_pre_close_diff",  # |pre_close - previous row's close|; NaN without a previous row
@@ -129,6 +131,9 @@ def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
                     {"column": "chk_limit_excess", "max_value": cfg.limit_tolerance},
                     "close within the dated limit of its board, status and listing day (or the "
                     "exchange's limit prices) plus tolerance, as a fraction of pre_close"),
+        Expectation("exchange_price_limit", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_limit_price_excess", "max_value": 0.005},
+                    "close within the exchange's published limit prices (stk_limit), to half a tick"),
         Expectation("index_move", WARNING, "row", "ExpectColumnValuesToBeBetween",
                     {"column": "chk_index_move", "max_value": cfg.index_move_warn},
                     f"index day move within +/-{cfg.index_move_warn:.0%}"),
@@ -219,9 +224,9 @@ def derive_checks(
             t.up, t.down, t.up_price, t.down_price, t.rule)
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where(pre_close > 0, close / pre_close - 1.0, np.nan)
-        by_price = np.fmax(close - up_price, down_price - close) / pre_close
-        excess = np.where(np.isnan(up_price), np.fmax(ret - up, -ret - down), by_price)
+        excess = np.where(np.isnan(up_price), np.fmax(ret - up, -ret - down), np.nan)
     frame["chk_limit_excess"] = np.where(np.isnan(ret), np.nan, excess)
+    frame["chk_limit_price_excess"] = np.fmax(close - up_price, down_price - close)
     frame["chk_limit_rule"] = rule
     frame["chk_index_move"] = np.where(is_index, np.abs(ret), np.nan)
 

@@ -151,9 +151,9 @@ def validate_chunk(
     failed = frame.loc[bad, BAR_COLUMNS].reset_index(drop=True)
     names = np.array([o.rule for o in critical], dtype=object)
     failed["failed_expectations"] = [",".join(names[row]) for row in fails[bad]]
+    checks = frame.loc[bad, ["chk_limit_excess", "chk_limit_price_excess", "chk_limit_rule"]]
     failed["reason"] = [_reason(names[row], r) for row, r in
-                        zip(fails[bad], frame.loc[bad, ["chk_limit_excess", "chk_limit_rule"]].itertuples(index=False),
-                            strict=True)]
+                        zip(fails[bad], checks.itertuples(index=False), strict=True)]
 
     validated_at = pd.Timestamp.now(tz="UTC")
     curated_years = lake.write_curated_bars(passed)
@@ -197,7 +197,9 @@ def _reason(rules: Iterable[str], check: Any) -> str:
     out = []
     for r in rules:
         if r == "price_limit":
-            r = f"price_limit: {check.chk_limit_excess:+.2%} beyond {check.chk_limit_rule}"
+            r = f"price_limit: {check.chk_limit_excess:+.2%} of pre_close beyond {check.chk_limit_rule}"
+        elif r == "exchange_price_limit":
+            r = f"exchange_price_limit: close {check.chk_limit_price_excess:.2f} beyond {check.chk_limit_rule}"
         out.append(r)
     return "; ".join(out)
 
