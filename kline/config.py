@@ -125,7 +125,7 @@ class BacktestConfig:
     models: tuple[str, ...] = ("lstm", "persistence", "rolling_mean", "ridge")  # walk-forward set
     promote_metric: str = "mase"  # any forecast metric (kline.metrics); lower/higher known
     threshold: float = 0.0  # go long when the predicted return exceeds this
-    execution: str = "next_open"  # "next_open" or "next_close"
+    execution: str = "next_open"  # "next_open", "next_close" or "open_to_close" (one-session trades; T+1)
     capital: float = 1_000_000.0  # CNY per symbol
     commission: float = 0.00025  # of traded value, both sides
     min_commission: float = 5.0  # CNY per order
