@@ -17,6 +17,7 @@ Without them a symbol is taken as listed before its history and never ST.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -109,7 +110,26 @@ def empty_frame(schema: pa.Schema) -> pd.DataFrame:
 
 
 def _d64(x) -> np.ndarray:
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.datetime64):
+        return x.astype("datetime64[D]")
     return pd.to_datetime(pd.Series(x), errors="coerce").to_numpy().astype("datetime64[D]")
+
+
+@functools.lru_cache(maxsize=64)
+def _board_rules(board: str, st: bool) -> tuple[np.ndarray, tuple[BoardRule, ...]]:
+    rules = tuple(sorted((r for r in BOARD_RULES if r.board == board and r.st == st), key=lambda r: r.start))
+    return np.array([np.datetime64(r.start, "D") for r in rules], dtype="datetime64[D]"), rules
+
+
+@functools.lru_cache(maxsize=65536)
+def _listing_window(board: str, list_date: dt.date, calendar: str) -> tuple[ListingRule | None, np.ndarray]:
+    """The listing rule for a stock listed on ``list_date`` and the sessions it covers."""
+    lrules = [r for r in LISTING_RULES if r.board == board and r.start <= list_date]
+    if not lrules:
+        return None, np.array([], dtype="datetime64[D]")
+    lr = max(lrules, key=lambda r: r.start)
+    sess = sessions_array(list_date, list_date + dt.timedelta(days=lr.sessions * 7 + 30), calendar)
+    return lr, sess[: lr.sessions]
 
 
 @dataclass
@@ -122,19 +142,47 @@ class InstrumentFacts:
     st_periods: pd.DataFrame = field(default_factory=lambda: empty_frame(ST_SCHEMA))
     stk_limit: pd.DataFrame = field(default_factory=lambda: empty_frame(STK_LIMIT_SCHEMA))
 
+    def __post_init__(self) -> None:
+        self._index: dict | None = None
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name in ("listings", "st_periods", "stk_limit"):
+            super().__setattr__("_index", None)  # a replaced table invalidates the lookups
+
+    def _by_symbol(self) -> dict:
+        """Per-symbol views of the tables, built once (lookups then cost no pandas filter)."""
+        if self._index is None:
+            lst = {s: (_opt_date(a), _opt_date(b), str(src)) for s, a, b, src in zip(
+                self.listings["symbol"], self.listings["list_date"], self.listings["delist_date"],
+                self.listings["source"], strict=True)}
+            st: dict[str, list] = {}
+            for s, a, b, n, src in zip(self.st_periods["symbol"], self.st_periods["start_date"],
+                                       self.st_periods["end_date"], self.st_periods["name"],
+                                       self.st_periods["source"], strict=True):
+                st.setdefault(s, []).append((_opt_date(a), _opt_date(b), str(n), str(src)))
+            lim = {}
+            if len(self.stk_limit):
+                df = self.stk_limit.assign(_d=_d64(self.stk_limit["trade_date"])).sort_values(["symbol", "_d"])
+                for s, g in df.groupby("symbol", sort=False):
+                    lim[s] = (g["_d"].to_numpy(), g["up_limit"].to_numpy(float), g["down_limit"].to_numpy(float),
+                              g["source"].astype(str).to_numpy())
+            self._index = {"listings": lst, "st": st, "stk_limit": lim}
+        return self._index
+
     def listing(self, symbol: str) -> tuple[dt.date | None, dt.date | None]:
         """(list_date, delist_date) of ``symbol``; None where unknown."""
-        rows = self.listings[self.listings["symbol"] == symbol]
-        if rows.empty:
-            return None, None
-        r = rows.iloc[-1]
-        return _opt_date(r["list_date"]), _opt_date(r["delist_date"])
+        a, b, _ = self._by_symbol()["listings"].get(symbol, (None, None, None))
+        return a, b
 
     def sources(self) -> dict[str, list[str]]:
         """Sources per table (for reports: which facts came from where)."""
         return {name: sorted(set(df["source"].dropna().astype(str)))
                 for name, df in (("listings", self.listings), ("st_periods", self.st_periods),
                                  ("stk_limit", self.stk_limit))}
+
+
+_NO_FACTS = InstrumentFacts()  # shared, never modified
 
 
 def _opt_date(x) -> dt.date | None:
@@ -203,71 +251,57 @@ def limit_table(
     if inst.is_index or inst.board == "foreign":
         rule[:] = "no limit (index)" if inst.is_index else "no limit (not an A-share stock)"
         return LimitTable(up, down, up_p, down_p, rule)
-    facts = facts or InstrumentFacts()
+    idx = (facts or _NO_FACTS)._by_symbol()
     board = inst.board
 
     # 3. board rule by status and date
     st = np.zeros(n, dtype=bool)
-    periods = facts.st_periods[facts.st_periods["symbol"] == symbol]
     st_name = np.full(n, "", dtype=object)
-    for r in periods.itertuples(index=False):
-        a = _d64([r.start_date])[0]
-        b = _d64([r.end_date])[0]
-        m = (d >= a) & (np.isnat(b) | (d <= b))
+    for a, b, name, src in idx["st"].get(symbol, ()):
+        m = d >= np.datetime64(a, "D")
+        if b is not None:
+            m &= d <= np.datetime64(b, "D")
         st |= m
-        st_name[m] = f"{r.name} from {pd.Timestamp(a).date()} ({r.source})"
+        st_name[m] = f"{name} from {a} ({src})"
     rule[:] = "no limit (before the board's first dated rule)"
+    valid = ~np.isnat(d)
     for flag in (False, True):
-        rules = sorted((r for r in BOARD_RULES if r.board == board and r.st == flag), key=lambda r: r.start)
-        starts = np.array([np.datetime64(r.start, "D") for r in rules], dtype="datetime64[D]")
-        sel = (st == flag) & ~np.isnat(d)
+        starts, rules = _board_rules(board, flag)
+        sel = (st == flag) & valid
         if not rules or not sel.any():
             continue
-        k = np.searchsorted(starts, d[sel], side="right") - 1
-        idx = np.flatnonzero(sel)
+        rows = np.flatnonzero(sel)
+        k = np.searchsorted(starts, d[rows], side="right") - 1
         for j in np.unique(k[k >= 0]):
-            rows = idx[k == j]
             r = rules[j]
-            up[rows] = down[rows] = r.limit
+            at = rows[k == j]
+            up[at] = down[at] = r.limit
             text = f"{board}{' ST' if flag else ''} ±{_pct(r.limit)} from {r.start} (board rule)"
-            rule[rows] = text
-            if flag:
-                rule[rows] = [f"{text}; ST: {s}" if s else text for s in st_name[rows]]
+            rule[at] = [f"{text}; ST: {x}" for x in st_name[at]] if flag and st_name[at].any() else text
 
     # 2. listing rule
-    list_date, _ = facts.listing(symbol)
+    list_date, _, src = idx["listings"].get(symbol, (None, None, None))
     if list_date is not None:
-        lrules = [r for r in LISTING_RULES if r.board == board and r.start <= list_date]
-        if lrules:
-            lr = max(lrules, key=lambda r: r.start)
-            sess = sessions_array(list_date, list_date + dt.timedelta(days=lr.sessions * 7 + 30), inst.calendar)
-            window = sess[: lr.sessions]
-            m = np.isin(d, window)
-            if m.any():
-                pos = np.searchsorted(window, d[m]) + 1
-                up[m] = np.nan if lr.up is None else lr.up
-                down[m] = np.nan if lr.down is None else lr.down
-                what = "no limit" if lr.up is None else f"+{_pct(lr.up)}/-{_pct(lr.down)} of the issue price"
-                src = facts.listings.loc[facts.listings["symbol"] == symbol, "source"].iloc[-1]
-                rule[m] = [f"listing day {p}: {what} ({board} listings from {lr.start}; listed "
-                           f"{list_date}, {src})" for p in pos]
+        lr, window = _listing_window(board, list_date, inst.calendar)
+        m = np.isin(d, window) if lr is not None else np.zeros(n, dtype=bool)
+        if m.any():
+            pos = np.searchsorted(window, d[m]) + 1
+            up[m] = np.nan if lr.up is None else lr.up
+            down[m] = np.nan if lr.down is None else lr.down
+            what = "no limit" if lr.up is None else f"+{_pct(lr.up)}/-{_pct(lr.down)} of the issue price"
+            rule[m] = [f"listing day {p}: {what} ({board} listings from {lr.start}; listed "
+                       f"{list_date}, {src})" for p in pos]
 
     # 1. the exchange's own limit prices
-    lim = facts.stk_limit[facts.stk_limit["symbol"] == symbol]
-    if len(lim):
-        ld = _d64(lim["trade_date"])
-        order = np.argsort(ld, kind="stable")
-        ld = ld[order]
+    if symbol in idx["stk_limit"]:
+        ld, lu, lw, lsrc = idx["stk_limit"][symbol]
         pos = np.searchsorted(ld, d)
         hit = (pos < len(ld)) & (ld[np.minimum(pos, len(ld) - 1)] == d)
         if hit.any():
             p = pos[hit]
-            u = lim["up_limit"].to_numpy(float)[order][p]
-            w = lim["down_limit"].to_numpy(float)[order][p]
-            src = lim["source"].astype(str).to_numpy()[order][p]
-            up_p[hit], down_p[hit] = u, w
+            up_p[hit], down_p[hit] = lu[p], lw[p]
             rule[np.flatnonzero(hit)] = [f"exchange limit prices {lo:g}..{hi:g} ({s} stk_limit)"
-                                         for lo, hi, s in zip(w, u, src, strict=True)]
+                                         for lo, hi, s in zip(lw[p], lu[p], lsrc[p], strict=True)]
     return LimitTable(up, down, up_p, down_p, rule)
 
 
