@@ -132,6 +132,7 @@ def _parse_yyyymmdd(s: pd.Series) -> pd.Series:
 # Instrument-fact APIs (kline.rules): row caps per call, merged into ROW_CAPS.
 FACT_ROW_CAPS: dict[str, int] = {"stk_limit": 5800, "stock_basic": 6000, "namechange": 6000}
 ROW_CAPS.update(FACT_ROW_CAPS)
+NAMECHANGE_PER_CODE_MAX = 10  # above this many stocks, one market-wide namechange query
 
 
 class TushareFacts:
@@ -175,9 +176,11 @@ class TushareFacts:
             })[LISTING_SCHEMA.names].reset_index(drop=True)
             facts.listings["delist_date"] = facts.listings["delist_date"].astype(object).where(
                 facts.listings["delist_date"].notna(), None)
+        fields = "ts_code,name,start_date,end_date,change_reason"
+        # per code for a few stocks; for many, the whole market's name history in a few pages
         names = guarded("namechange", lambda: pd.concat(
-            [self._query("namechange", "ts_code,name,start_date,end_date,change_reason", ts_code=s)
-             for s in stocks], ignore_index=True))
+            [self._query("namechange", fields, ts_code=s) for s in stocks], ignore_index=True)
+            if len(stocks) <= NAMECHANGE_PER_CODE_MAX else self._query("namechange", fields))
         if len(names):
             names = names.rename(columns={"ts_code": "symbol"})
             facts.st_periods = st_periods_from_namechange(names[names["symbol"].isin(wanted)], self.name)

@@ -53,6 +53,19 @@ def test_facts_come_from_stock_basic_namechange_and_stk_limit(tushare_srv):
     assert lim["up_limit"].tolist() == [round(x * 1.2, 2) for x in bars["pre_close"]]
 
 
+def test_many_stocks_take_one_market_wide_namechange_query(tushare_srv):
+    codes = [f"6000{i:02d}.SH" for i in range(10, 30)]
+    tushare_srv.row_caps["namechange"] = 7  # the whole market's name history takes pages
+    p = provider_for(tushare_srv)
+    p.row_caps["namechange"] = 7
+    f = p.fetch_instrument_facts(codes, *JAN)
+    calls = tushare_srv.calls("namechange")
+    assert len(calls) > 1 and all("ts_code" not in c["params"] for c in calls)
+    want = synthetic_facts(SyntheticProvider().seed, codes).st_periods
+    assert f.st_periods[["symbol", "start_date", "end_date", "name"]].equals(
+        want[["symbol", "start_date", "end_date", "name"]])
+
+
 def test_permission_missing_skips_the_fact_with_a_warning(tushare_srv, caplog):
     tushare_srv.denied = {"stk_limit", "namechange"}
     p = provider_for(tushare_srv)
