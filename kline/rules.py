@@ -315,6 +315,16 @@ def limit_of(
     return limit_table(symbol, [day], facts, inst).at(0)
 
 
+def describe_limit_sources(sources: dict[str, list[str]] | None) -> str:
+    """One sentence naming the facts the price limits were dated with (``InstrumentFacts.
+    sources``), or saying that only the board rules applied."""
+    known = [f"{k.replace('_', ' ')} from {', '.join(v)}" for k, v in (sources or {}).items() if v]
+    if not known:
+        return ("dated board rules only: no listing dates, ST periods or exchange limit prices "
+                "were stored for this source")
+    return "dated board rules with " + "; ".join(known)
+
+
 def st_periods_from_namechange(names: pd.DataFrame, source: str) -> pd.DataFrame:
     """ST periods (``ST_SCHEMA``) from name-change rows (``symbol, name, start_date,
     end_date``): every name containing "ST" (ST, *ST, SST, S*ST) is a period. Repeated
@@ -335,5 +345,5 @@ def st_periods_from_namechange(names: pd.DataFrame, source: str) -> pd.DataFrame
 
 
 __all__ = ["BOARD_RULES", "LISTING_RULES", "LISTING_SCHEMA", "ST_SCHEMA", "STK_LIMIT_SCHEMA",
-           "BoardRule", "InstrumentFacts", "Limit", "LimitTable", "ListingRule", "empty_frame",
+           "BoardRule", "InstrumentFacts", "describe_limit_sources", "Limit", "LimitTable", "ListingRule", "empty_frame",
            "limit_of", "limit_table", "st_periods_from_namechange"]

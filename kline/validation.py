@@ -44,6 +44,7 @@ from kline.calendar import today as shanghai_today
 from kline.config import Settings
 from kline.instruments import Instrument, instrument, is_a_share_code
 from kline.lake import Lake, content_hash
+from kline.rules import describe_limit_sources
 from kline.schema import BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -388,11 +389,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     if summary.get("no_bar_on_run_date"):
         lines += [f"No bar on the run date (suspended or not yet delivered): "
                   f"{', '.join(summary['no_bar_on_run_date'])}", ""]
-    facts = summary.get("limit_facts")
-    if facts is not None:
-        known = [f"{k} from {', '.join(v)}" for k, v in facts.items() if v]
-        lines += ["Price limits: dated board rules" + (f", with {'; '.join(known)}." if known else
-                  " only (no listing dates, ST periods or exchange limit prices stored for this source)."), ""]
+    if summary.get("limit_facts") is not None:
+        lines += [f"Price limits: {describe_limit_sources(summary['limit_facts'])}.", ""]
     if summary.get("failed_expectations"):
         lines += [f"Failed critical expectations: {', '.join(summary['failed_expectations'])}", ""]
     lines += ["| symbol | checked | passed | quarantined | warnings | sessions without bar |",

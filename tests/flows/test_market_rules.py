@@ -11,7 +11,7 @@ import pytest
 from kline.cli import main
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
-from kline.validation import read_quarantine
+from kline.validation import read_quarantine, validation_history
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -75,6 +75,8 @@ def test_chinext_limit_and_st_periods_are_dated(lake_root, tmp_path, isolated_cw
     assert len(curated) + len(q) == len(chinext) + len(main_board)
     facts = lake.read_instrument_facts([MAIN])
     assert facts.st_periods["name"].tolist() == ["ST平安"] and facts.sources()["st_periods"] == ["file"]
+    # each validation run says which facts dated its limits
+    assert {tuple(d["limit_facts"]["st_periods"]) for d in validation_history(lake)} == {("file",)}
 
 
 def test_a_duplicated_date_quarantines_its_copies_and_imports_the_rest(lake_root, tmp_path, isolated_cwd, capsys):

@@ -115,3 +115,12 @@ def test_namechange_rows_become_de_duplicated_st_periods():
 def test_foreign_symbols_have_no_limit():
     lim = limit_of("SPX", D(2024, 1, 2), inst=instrument("SPX", calendar="XNYS"))
     assert lim.up is None and lim.prices(100.0) == (float("-inf"), float("inf"))
+
+
+def test_fact_sources_are_described():
+    from kline.rules import describe_limit_sources
+
+    assert describe_limit_sources({"listings": [], "st_periods": [], "stk_limit": []}).startswith(
+        "dated board rules only")
+    assert describe_limit_sources({"listings": ["tushare"], "st_periods": ["tushare"], "stk_limit": []}) == (
+        "dated board rules with listings from tushare; st periods from tushare")

@@ -13,7 +13,7 @@ from kline.ingestion import ingest_range
 from kline.providers.base import InstrumentFactsProvider
 from kline.providers.synthetic import SyntheticProvider, synthetic_facts
 from kline.providers.tushare import TushareProvider
-from kline.validation import read_quarantine, validate_chunk
+from kline.validation import read_quarantine, summary_markdown, validate_chunk
 
 JAN = (dt.date(2024, 1, 1), dt.date(2024, 1, 31))
 
@@ -99,3 +99,5 @@ def test_stk_limit_overrides_the_board_rule_in_validation(tushare_srv, lake):
     assert "tushare stk_limit" in q["reason"].iloc[0] and "exchange limit prices" in q["reason"].iloc[0]
     assert loose["trade_date"] in set(lake.read_curated_bars()["trade_date"])
     assert out["limit_facts"] == {"listings": ["tushare"], "st_periods": [], "stk_limit": ["tushare"]}
+    assert "Price limits: dated board rules with listings from tushare; stk limit from tushare." in (
+        summary_markdown(out))
