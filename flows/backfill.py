@@ -90,6 +90,7 @@ def backfill_flow(
     last = session_on_or_before(b, universe_calendar(settings))
     summaries = []
     rows = 0
+    notes: dict[str, dict] = {}
     with tags(*run_tags(settings, "backfill")):
         for i, (c0, c1) in enumerate(chunks, 1):
             with stage("ingest", universe):
@@ -98,9 +99,11 @@ def backfill_flow(
             with stage("validate", universe):
                 summaries += validate(settings, [ref], last, refresh)
             rows += ref["rows"]
+            for sym, n in (ref.get("provider_notes") or {}).items():  # vendor rows dropped or collapsed
+                notes.setdefault(sym, {}).update(n)
             _progress(i, len(chunks), f"{c0:%Y-%m}", artifact_id)
         out = {"start": a.isoformat(), "end": b.isoformat(), "lake": lk.root, "ingested_rows": rows,
-               "chunks": len(chunks)}
+               "chunks": len(chunks), "row_notes": notes}
         if models:
             validation = merge_validation(summaries)
             excluded = set(validation["excluded_symbols"])

@@ -19,6 +19,7 @@ from kline.config import Settings
 from kline.ingestion import history_start, plan_ingest, source_fingerprint
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
+from kline.rules import describe_limit_sources
 from tasks._common import bind, stage_settings
 from tasks.backtest import backtest, promote
 from tasks.calendar import from_ref, vendor_calendar_task
@@ -96,7 +97,10 @@ def merge_validation(summaries: list[dict]) -> dict:
     by_symbol: dict[str, dict] = {}
     failed: set[str] = set()
     excluded: set[str] = set()
+    facts: dict[str, set[str]] = {}
     for s in summaries:
+        for table, sources in (s.get("limit_facts") or {}).items():
+            facts.setdefault(table, set()).update(sources)
         for sym, counts in (s.get("by_symbol") or {}).items():
             acc = by_symbol.setdefault(sym, {"warnings": {}})
             for k, v in counts.items():
@@ -115,6 +119,7 @@ def merge_validation(summaries: list[dict]) -> dict:
         "by_symbol": by_symbol,
         "failed_expectations": sorted(failed),
         "excluded_symbols": sorted(excluded),
+        "price_limits": describe_limit_sources({k: sorted(v) for k, v in facts.items()}),
         "docs_path": next((s.get("docs_path") for s in reversed(summaries) if s.get("docs_path")), None),
         "docs_pages": next((s.get("docs_pages") for s in reversed(summaries) if s.get("docs_pages")), {}),
     }

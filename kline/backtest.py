@@ -26,7 +26,8 @@ from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
 from kline.jsonable import jsonable
 from kline.metrics import better, drawdown, forecast_metrics
-from kline.simulation import buy_and_hold_signal, simulate_predictions
+from kline.rules import InstrumentFacts
+from kline.simulation import buy_and_hold_signal, simulate_predictions, with_adj_factor
 
 WINDOWS = ("expanding", "rolling")
 BUY_AND_HOLD = "buy_and_hold"
@@ -190,7 +191,7 @@ class BacktestResult:
 TABLE_FORECAST = ["n", "mase", "rmse", "mae", "directional_accuracy", "da_pvalue", "ic", "rank_ic",
                   "r2_oos", "dm_stat", "dm_pvalue"]
 TABLE_STRATEGY = ["cagr", "volatility", "sharpe", "max_drawdown", "calmar", "turnover", "hit_rate",
-                  "costs"]
+                  "costs", "blocked_limit_up", "blocked_t_plus_1", "blocked_suspended", "delisted"]
 
 
 def run_backtest(
@@ -200,9 +201,12 @@ def run_backtest(
     models: Sequence[str] | None = None,
     factories: dict[str, Callable[[], Forecaster]] | None = None,
     calendars: dict[str, str] | None = None,
+    adj_factor: pd.DataFrame | None = None,
+    facts: InstrumentFacts | None = None,
 ) -> BacktestResult:
     """Walk every model over the held-out sessions (``held_out_count``) of ``panel``,
-    score it, and simulate its signal (and buy-and-hold) on raw ``bars``.
+    score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings following
+    ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``).
 
     ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
     give the exchange calendar of symbols outside the A-share registry.
@@ -219,7 +223,7 @@ def run_backtest(
         fits.extend(f)
     predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
     forecast = score(predictions)
-    strategy, curves = simulate_all(bars, predictions, cfg, calendars)
+    strategy, curves = simulate_all(bars, predictions, cfg, calendars, adj_factor, facts)
     return BacktestResult(predictions, fits, forecast, strategy, curves, test)
 
 
@@ -231,11 +235,12 @@ def backtest_bars(
     calendars: dict[str, str] | None = None,
     models: Sequence[str] | None = None,
     factories: dict[str, Callable[[], Forecaster]] | None = None,
+    facts: InstrumentFacts | None = None,
 ) -> BacktestResult:
     """``run_backtest`` from canonical bars dated ``<= run_date``: features (prices adjusted
-    by ``adj_factor``) for the forecasts, raw prices for the trading simulation."""
+    by ``adj_factor``) for the forecasts, raw prices and the factor for the simulation."""
     panel = build_features(bars, settings.features, adj_factor, calendar=calendar)
-    return run_backtest(panel, bars, settings, models, factories, calendars)
+    return run_backtest(panel, bars, settings, models, factories, calendars, adj_factor, facts)
 
 
 def simulate_all(
@@ -243,15 +248,18 @@ def simulate_all(
     predictions: pd.DataFrame,
     cfg: BacktestConfig,
     calendars: dict[str, str] | None = None,
+    adj_factor: pd.DataFrame | None = None,
+    facts: InstrumentFacts | None = None,
 ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
     """Strategy metrics and equity curves of each model's signal and of buy-and-hold."""
     strategy, curves = {}, {}
+    bars = with_adj_factor(bars, adj_factor)
     for name, p in predictions.groupby("model", sort=True):
-        r = simulate_predictions(bars, p, cfg, calendars)
+        r = simulate_predictions(bars, p, cfg, calendars, facts=facts)
         strategy[str(name)], curves[str(name)] = r.metrics(), r.equity
     if len(predictions):
         first = predictions[predictions["model"] == predictions["model"].iloc[0]]
-        r = simulate_predictions(bars, buy_and_hold_signal(first), cfg, calendars)
+        r = simulate_predictions(bars, buy_and_hold_signal(first), cfg, calendars, facts=facts)
         strategy[BUY_AND_HOLD], curves[BUY_AND_HOLD] = r.metrics(), r.equity
     equity = pd.DataFrame(curves).sort_index().ffill() if curves else pd.DataFrame()
     return strategy, equity

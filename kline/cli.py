@@ -200,6 +200,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     code, result = _run_flow(bf.backfill_flow, start=start.isoformat(), end=end.isoformat(),
                              replay=args.replay, models=not args.data_only, **_flow_params(args, settings))
     if code == EXIT_OK:
+        for sym, notes in sorted((result.get("row_notes") or {}).items()):
+            print(f"{sym}: vendor file rows " + ", ".join(f"{k.replace('_', ' ')} {v if not isinstance(v, list) else len(v)}"
+                                                         for k, v in notes.items()))
         if result.get("summary"):
             print(result["summary"])
         last_report = result.get("report") or next((r for r in reversed(result.get("reports", [])) if r), None)

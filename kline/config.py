@@ -51,6 +51,7 @@ class TushareConfig:
     trade_cal_check: bool = True  # cross-check sessions with the vendor's trade_cal
     publish_lag_days: int = 7  # an open session this recent with no rows at all: not yet
     # published, raised as transient (older holes are reported, not raised)
+    instrument_facts: bool = True  # stock_basic, namechange (ST periods) and stk_limit beside bars
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class BacktestConfig:
     models: tuple[str, ...] = ("lstm", "persistence", "rolling_mean", "ridge")  # walk-forward set
     promote_metric: str = "mase"  # any forecast metric (kline.metrics); lower/higher known
     threshold: float = 0.0  # go long when the predicted return exceeds this
-    execution: str = "next_open"  # "next_open" or "next_close"
+    execution: str = "next_open"  # "next_open", "next_close" or "open_to_close" (one-session trades; T+1)
     capital: float = 1_000_000.0  # CNY per symbol
     commission: float = 0.00025  # of traded value, both sides
     min_commission: float = 5.0  # CNY per order

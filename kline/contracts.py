@@ -30,6 +30,7 @@ from kline.calendar import sessions_array
 from kline.config import ValidationConfig
 from kline.instruments import Instrument
 from kline.jsonable import jsonable
+from kline.rules import InstrumentFacts, limit_table
 from kline.schema import BAR_COLUMNS, KEY_COLUMNS
 
 CRITICAL = "critical"
@@ -40,7 +41,10 @@ SUITE_NAME = "curated_bars"
 CHECK_COLUMNS = [
     "chk_is_session",  # trade_date is a session of the symbol's calendar (None: no date)
     "chk_not_future",  # trade_date <= today in the exchange's time zone
-    "chk_limit_excess",  # |close/pre_close - 1| - board limit; NaN for no limit / NaN inputs
+    "chk_limit_excess",  # move beyond the dated limit (fraction of pre_close); NaN: no limit /
+    # NaN inputs / exchange limit prices known
+    "chk_limit_price_excess",  # CNY beyond the exchange's own limit prices; NaN: none published
+    "chk_limit_rule",  # the limit applied and its source (kline.rules), for the quarantine reason
     "chk_index_move",  # |close/pre_close - 1| for indices, NaN for stocks
     "chk_pre_close_diff",  # |pre_close - previous row's close|; NaN without a previous row
     "chk_sessions_missing",  # calendar sessions between the previous row and this one
@@ -126,7 +130,11 @@ def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
                     f"trade_date <= {today.isoformat()} (Asia/Shanghai)"),
         Expectation("price_limit", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
                     {"column": "chk_limit_excess", "max_value": cfg.limit_tolerance},
-                    "|close/pre_close - 1| within the board's limit plus tolerance (stocks)"),
+                    "close within the dated limit of its board, status and listing day (or the "
+                    "exchange's limit prices) plus tolerance, as a fraction of pre_close"),
+        Expectation("exchange_price_limit", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                    {"column": "chk_limit_price_excess", "max_value": 0.005},
+                    "close within the exchange's published limit prices (stk_limit), to half a tick"),
         Expectation("index_move", WARNING, "row", "ExpectColumnValuesToBeBetween",
                     {"column": "chk_index_move", "max_value": cfg.index_move_warn},
                     f"index day move within +/-{cfg.index_move_warn:.0%}"),
@@ -148,13 +156,16 @@ def derive_checks(
     instruments: Mapping[str, Instrument],
     previous: pd.DataFrame,
     today: dt.date,
+    facts: InstrumentFacts | None = None,
 ) -> pd.DataFrame:
     """``bars`` plus ``row_id`` and the ``chk_*`` columns, rows sorted by (symbol, trade_date).
 
     ``instruments`` maps every symbol in ``bars`` to its Instrument. ``previous`` holds at most
     one row per symbol (``symbol, trade_date, close``): its last curated bar before the chunk,
-    so the first row of a chunk is compared with it rather than flagged. Missing canonical
-    columns are tolerated here (treated as NaN) so that the schema rule can report them.
+    so the first row of a chunk is compared with it rather than flagged. ``facts`` (listing
+    dates, ST periods, exchange limit prices) date the price limit (``kline.rules``). Missing
+    canonical columns are tolerated here (treated as NaN) so that the schema rule can report
+    them.
     """
     frame = bars.sort_values([c for c in KEY_COLUMNS if c in bars.columns], kind="stable")
     frame = frame.reset_index(drop=True)
@@ -169,10 +180,8 @@ def derive_checks(
     symbols = frame["symbol"] if "symbol" in frame else pd.Series([None] * n, dtype="object")
     codes, uniq = pd.factorize(symbols, use_na_sentinel=True)
     insts = [instruments.get(s) for s in uniq]
-    limit_of = np.array([np.nan if i is None or i.price_limit is None else i.price_limit for i in insts] + [np.nan])
     index_of = np.array([bool(i is not None and i.is_index) for i in insts] + [False])
-    limit = limit_of[codes]  # code -1 (null symbol) picks the trailing NaN / False
-    is_index = index_of[codes]
+    is_index = index_of[codes]  # code -1 (null symbol) picks the trailing False
 
     if "trade_date" in frame:
         days = pd.to_datetime(frame["trade_date"], errors="coerce").to_numpy().astype("datetime64[D]")
@@ -204,10 +213,23 @@ def derive_checks(
         frame["chk_not_future"] = np.full(n, None, dtype=object)
 
     close, pre_close = num("close"), num("pre_close")
+    up, down = np.full(n, np.nan), np.full(n, np.nan)
+    up_price, down_price = np.full(n, np.nan), np.full(n, np.nan)
+    rule = np.full(n, None, dtype=object)
+    for k, inst in enumerate(insts):
+        rows = np.flatnonzero((codes == k) & has_day)
+        if inst is None or not len(rows):
+            continue
+        t = limit_table(str(uniq[k]), days[rows], facts, inst)
+        up[rows], down[rows], up_price[rows], down_price[rows], rule[rows] = (
+            t.up, t.down, t.up_price, t.down_price, t.rule)
     with np.errstate(divide="ignore", invalid="ignore"):
-        move = np.where(pre_close > 0, np.abs(close / pre_close - 1.0), np.nan)
-    frame["chk_limit_excess"] = move - limit
-    frame["chk_index_move"] = np.where(is_index, move, np.nan)
+        ret = np.where(pre_close > 0, close / pre_close - 1.0, np.nan)
+        excess = np.where(np.isnan(up_price), np.fmax(ret - up, -ret - down), np.nan)
+    frame["chk_limit_excess"] = np.where(np.isnan(ret), np.nan, excess)
+    frame["chk_limit_price_excess"] = np.fmax(close - up_price, down_price - close)
+    frame["chk_limit_rule"] = rule
+    frame["chk_index_move"] = np.where(is_index, np.abs(ret), np.nan)
 
     # Previous row of the same symbol: the row before in this sorted frame, or for the first
     # row of a symbol its last curated bar before the chunk.

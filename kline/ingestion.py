@@ -17,7 +17,7 @@ import pandas as pd
 
 from kline.config import Settings
 from kline.lake import Lake, content_hash
-from kline.providers.base import AdjFactorProvider, Provider
+from kline.providers.base import AdjFactorProvider, InstrumentFactsProvider, Provider
 from kline.schema import to_canonical
 
 
@@ -163,6 +163,15 @@ def ingest_range(
     if isinstance(provider, AdjFactorProvider):
         factors = provider.fetch_adj_factor(list(symbols), start, end)
         adj_rows = lake.write_raw_adj_factor(factors, provider.name).rows
+    facts_rows: dict[str, int] = {}
+    if isinstance(provider, InstrumentFactsProvider):
+        facts = provider.fetch_instrument_facts(list(symbols), start, end)
+        facts_rows = {
+            "listings": lake.write_reference("listings", facts.listings, provider.name, symbols),
+            "st_periods": lake.write_reference("st_periods", facts.st_periods, provider.name, symbols),
+            "stk_limit": lake.write_stk_limit(facts.stk_limit, provider.name).rows,
+        }
+    report = getattr(provider, "last_fetch_report", None)
     entry = {
         "source": provider.name,
         "symbols": list(symbols),
@@ -171,6 +180,7 @@ def ingest_range(
         "as_of": (as_of or end).isoformat(),
         "rows": written.rows,
         "adj_factor_rows": adj_rows,
+        "facts_rows": facts_rows,
         "partitions": len(written.partitions),
         "content_hash": written.content_hash,
         "last_rows": {str(k): v.isoformat() for k, v in bars.groupby("symbol")["trade_date"].max().items()}
@@ -187,9 +197,22 @@ def ingest_range(
         "symbols": list(symbols),
         "rows": written.rows,
         "rows_by_symbol": {k: int(v) for k, v in per_symbol.items()},
+        "facts_rows": facts_rows,
+        "provider_notes": _notes(report),
         "partitions": written.partitions,
         "content_hash": written.content_hash,
     }
+
+
+def _notes(report: object) -> dict:
+    """Per-symbol row-level notes of a file import (dropped, collapsed, quarantine-bound
+    rows), for the run summary; empty for providers without them."""
+    if not isinstance(report, dict):
+        return {}
+    keys = ("dropped_null_rows_off_session", "duplicate_rows_collapsed", "duplicate_dates",
+            "rows_without_close", "first_row_without_pre_close")
+    return {str(s): {k: r[k] for k in keys if r.get(k)} for s, r in report.items()
+            if isinstance(r, dict) and any(r.get(k) for k in keys)}
 
 
 __all__ = ["Chunk", "history_start", "ingest_range", "month_chunks", "plan_ingest", "content_hash"]

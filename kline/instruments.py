@@ -1,7 +1,8 @@
-"""Instrument registry: tushare code -> asset type, exchange, board, calendar, price limit.
+"""Instrument registry: tushare code -> asset type, exchange, board, calendar, lot size.
 
 ``000001.SH`` is the SSE Composite *index*; ``000001.SZ`` is Ping An Bank, a *stock*. The
-suffix decides the exchange and, with the code's prefix, whether it is an index.
+suffix decides the exchange and, with the code's prefix, whether it is an index. Price limits
+depend on the date and the stock's status as well as the board: ``kline.rules.limit_of``.
 """
 
 from __future__ import annotations
@@ -16,16 +17,7 @@ A_SHARE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 # A plain ticker for file imports of foreign symbols (SPX, GOOG, BRK.B): never a path.
 TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,14}(\.[A-Z]{1,3})?$")
 
-# Daily price limit by board, as a fraction of pre_close. None: no limit.
-BOARD_LIMITS: dict[str, float | None] = {
-    "main": 0.10,
-    "chinext": 0.20,
-    "star": 0.20,
-    "bse": 0.30,
-    "st": 0.05,
-    "index": None,
-    "foreign": None,
-}
+BOARDS = ("main", "chinext", "star", "bse", "index", "foreign")
 
 
 class SymbolError(ValueError):
@@ -37,13 +29,8 @@ class Instrument:
     symbol: str
     asset_type: str  # "index" or "stock"
     exchange: str  # "SSE", "SZSE", "BSE" or the calendar code of a foreign symbol
-    board: str  # key of BOARD_LIMITS
+    board: str  # one of BOARDS
     calendar: str  # exchange-calendars code
-
-    @property
-    def price_limit(self) -> float | None:
-        """Daily limit as a fraction of pre_close, or None for no limit."""
-        return BOARD_LIMITS[self.board]
 
     @property
     def is_index(self) -> bool:
@@ -93,12 +80,10 @@ def validate_symbol(symbol: str, allow_foreign: bool = False) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _lookup(symbol: str, calendar: str | None, st: bool) -> Instrument:
+def _lookup(symbol: str, calendar: str | None) -> Instrument:
     m = A_SHARE_RE.match(symbol)
     if m:
         asset, exchange, board = _classify(m.group(1), m.group(2))
-        if st and asset == "stock":
-            board = "st"
         return Instrument(symbol, asset, exchange, board, calendar or A_SHARE_CALENDAR)
     if calendar is None:
         raise SymbolError(
@@ -109,6 +94,6 @@ def _lookup(symbol: str, calendar: str | None, st: bool) -> Instrument:
     return Instrument(symbol, "stock", calendar, "foreign", calendar)
 
 
-def instrument(symbol: str, calendar: str | None = None, st: bool = False) -> Instrument:
-    """Look up a symbol. Foreign tickers need an explicit ``calendar``; ``st`` marks ST stocks."""
-    return _lookup(symbol, calendar, st)
+def instrument(symbol: str, calendar: str | None = None) -> Instrument:
+    """Look up a symbol. Foreign tickers need an explicit ``calendar``."""
+    return _lookup(symbol, calendar)

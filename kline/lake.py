@@ -8,6 +8,9 @@ Layout (relative to the root)::
 
     raw/bars/trade_date=YYYY-MM-DD/<source>.parquet    provider output, one file per day
     raw/adj_factor/trade_date=YYYY-MM-DD/<source>.parquet
+    raw/stk_limit/trade_date=YYYY-MM-DD/<source>.parquet    exchange limit prices per day
+    reference/listings/<source>.parquet  reference/st_periods/<source>.parquet
+                                                       instrument facts (kline.rules)
     curated/bars/year=YYYY/part.parquet                validated rows
     quarantine/bars/trade_date=YYYY-MM-DD/<run>.parquet
     validation/results/<run>.json  validation/docs/    GX results, Data Docs
@@ -37,7 +40,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kline.rules import LISTING_SCHEMA, ST_SCHEMA, STK_LIMIT_SCHEMA, InstrumentFacts, empty_frame
 from kline.schema import ADJ_SCHEMA, BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
+
+REFERENCE_TABLES: dict[str, pa.Schema] = {"listings": LISTING_SCHEMA, "st_periods": ST_SCHEMA}
 
 _PART_RE = re.compile(r"^trade_date=(\d{4}-\d{2}-\d{2})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -79,6 +85,23 @@ class LakePaths:
 
     def raw_adj_factor_dir(self) -> str:
         return self._join("raw", "adj_factor")
+
+    def raw_stk_limit(self, trade_date: dt.date, source: str) -> str:
+        return self._join("raw", "stk_limit", f"trade_date={trade_date.isoformat()}",
+                          f"{_safe_name(source, 'source')}.parquet")
+
+    def raw_stk_limit_dir(self) -> str:
+        return self._join("raw", "stk_limit")
+
+    def reference_dir(self, table: str) -> str:
+        """Folder of one instrument-fact table (``listings`` or ``st_periods``)."""
+        if table not in REFERENCE_TABLES:
+            raise ValueError(f"unknown reference table {table!r}: one of {', '.join(REFERENCE_TABLES)}")
+        return self._join("reference", table)
+
+    def reference(self, table: str, source: str) -> str:
+        """One provider's rows of an instrument-fact table."""
+        return f"{self.reference_dir(table)}/{_safe_name(source, 'source')}.parquet"
 
     def curated_bars_dir(self) -> str:
         return self._join("curated", "bars")
@@ -406,6 +429,85 @@ class Lake:
             return ADJ_SCHEMA.empty_table().to_pandas()
         df = pa.concat_tables(tables).to_pandas()
         return df.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS).reset_index(drop=True)
+
+    # -- instrument facts ------------------------------------------------------------------
+    def write_reference(self, table: str, rows: pd.DataFrame, source: str, symbols: Iterable[str]) -> int:
+        """Replace ``source``'s rows of ``symbols`` in an instrument-fact table (``listings``,
+        ``st_periods``) with ``rows``; other symbols' rows stay. Returns the rows written."""
+        schema = REFERENCE_TABLES[table]
+        path = self.paths.reference(table, source)
+        asked = set(symbols) | set(rows["symbol"].astype(str)) if len(rows) else set(symbols)
+        rows = rows.assign(source=source)[schema.names] if len(rows) else empty_frame(schema)
+        with self.lock(f"reference-{table}-{source}"):
+            if self.exists(path):
+                old = self.read_table(path).to_pandas()
+                rows = pd.concat([old[~old["symbol"].isin(asked)], rows], ignore_index=True)
+            rows = rows.drop_duplicates().sort_values(list(schema.names[:2]), kind="stable")
+            self.atomic_write_table(path, pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+        return len(rows)
+
+    def read_reference(self, table: str, symbols: Iterable[str] | None = None,
+                       source: str | None = None) -> pd.DataFrame:
+        """Rows of an instrument-fact table, every source (or one), optionally for some symbols."""
+        schema = REFERENCE_TABLES[table]
+        filters = [("symbol", "in", list(symbols))] if symbols is not None else None
+        tables = [self.read_table(f"{self.paths.reference_dir(table)}/{n}", filters=filters)
+                  for n in self.listdir(self.paths.reference_dir(table))
+                  if n.endswith(".parquet") and ".tmp-" not in n
+                  and (source is None or n == f"{source}.parquet")]
+        if not tables:
+            return empty_frame(schema)
+        return pa.concat_tables([t.cast(schema) for t in tables]).to_pandas()
+
+    def write_stk_limit(self, limits: pd.DataFrame, source: str) -> WriteResult:
+        """Merge exchange limit prices (``STK_LIMIT_SCHEMA``) into day partitions."""
+        if limits.empty:
+            return WriteResult([], 0, content_hash(limits))
+        limits = limits.assign(source=source)[STK_LIMIT_SCHEMA.names]
+        partitions = []
+        for day, part in limits.groupby("trade_date", sort=True):
+            path = self.paths.raw_stk_limit(day, source)
+            with self.lock_partition(path):
+                if self.exists(path):
+                    old = self.read_table(path).to_pandas()
+                    part = pd.concat([old[~old["symbol"].isin(part["symbol"])], part], ignore_index=True)
+                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol")
+                self.atomic_write_table(path, pa.Table.from_pandas(part, schema=STK_LIMIT_SCHEMA,
+                                                                   preserve_index=False))
+            partitions.append(f"trade_date={day.isoformat()}")
+        return WriteResult(partitions, len(limits), content_hash(limits))
+
+    def read_stk_limit(self, symbols: Iterable[str] | None = None, start: dt.date | None = None,
+                       end: dt.date | None = None, source: str | None = None) -> pd.DataFrame:
+        """Stored exchange limit prices in ``[start, end]`` (only those day partitions are opened)."""
+        filters = [("symbol", "in", list(symbols))] if symbols is not None else None
+        tables = []
+        for name in self.listdir(self.paths.raw_stk_limit_dir()):
+            m = _PART_RE.match(name)
+            if not m:
+                continue
+            d = dt.date.fromisoformat(m.group(1))
+            if (start is not None and d < start) or (end is not None and d > end):
+                continue
+            part_dir = f"{self.paths.raw_stk_limit_dir()}/{name}"
+            for f in self.listdir(part_dir):
+                if f.endswith(".parquet") and ".tmp-" not in f and (source is None or f == f"{source}.parquet"):
+                    tables.append(self.read_table(f"{part_dir}/{f}", filters=filters))
+        if not tables:
+            return empty_frame(STK_LIMIT_SCHEMA)
+        df = pa.concat_tables(tables).to_pandas()
+        return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+    def read_instrument_facts(self, symbols: Iterable[str], start: dt.date | None = None,
+                              end: dt.date | None = None, source: str | None = None) -> InstrumentFacts:
+        """Listings, ST periods and the exchange limit prices in ``[start, end]`` of ``symbols``
+        from ``source`` (None: every source)."""
+        symbols = list(symbols)
+        return InstrumentFacts(
+            listings=self.read_reference("listings", symbols, source),
+            st_periods=self.read_reference("st_periods", symbols, source),
+            stk_limit=self.read_stk_limit(symbols, start, end, source),
+        )
 
     # -- curated layer ---------------------------------------------------------------------
     def curated_years(self) -> list[int]:

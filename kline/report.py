@@ -360,7 +360,7 @@ def merge_history(history: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFra
 def _fmt(k: str, v) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    if k in ("n", "trades"):
+    if k in ("n", "trades") or isinstance(v, int):
         return f"{int(v)}"
     if k in ("cagr", "volatility", "max_drawdown", "directional_accuracy", "hit_rate"):
         return f"{v * 100:.2f} %"

@@ -3,14 +3,24 @@
 Rules, per symbol, with its own capital:
 - Decision at the close of session ``d`` (only on days the symbol has a bar): long when the
   predicted next-session return exceeds the threshold, flat otherwise.
-- Execution at the next calendar session's open (``next_open``) or close (``next_close``).
+- Execution at the next calendar session's open (``next_open``) or close (``next_close``);
+  ``open_to_close`` buys at the next open and means to sell at that session's close (a
+  one-session trade), which T+1 forbids: the sell waits for the following open.
   An order is a day order: if the symbol has no bar that session (suspended) it lapses, and
   the next decision is taken at the next close the symbol trades.
 - T+1: shares bought in a session are not sellable until the following session.
-- No buy when the execution price is at the limit-up price, no sell at limit-down
-  (``round(pre_close * (1 +/- limit), 2)``, the board's limit from ``kline.instruments``).
+- Limits: no buy when the execution price is at the limit-up price, no sell at limit-down.
+  The limit is the dated one of ``kline.rules`` (board, ST status, listing day, or the
+  exchange's published limit prices), on raw prices.
+- Prices: fills, lots, fees and limits use raw prices; a held position follows the adjusted
+  price (``adj_factor`` on the bars, as Qlib's ``$factor``): on an ex-date the factor grows
+  and the holding grows with it (bonus shares, the cash dividend reinvested), so an
+  ex-dividend day is no P&L event. Holdings may then be fractional shares.
 - Costs: commission ``rate * value`` with a minimum per order, transfer fee on both sides,
   stamp duty on sells; buys are in whole board lots (100 shares for stocks).
+- Delisting: a position still held at a delisted symbol's last bar is closed at that close
+  (side ``delist``, no fees); the count is in ``metrics()["delisted"]``, beside the orders
+  blocked on suspended days (``blocked_suspended``).
 
 Indices cannot be bought; an index is simulated as a tradable tracker of the index level:
 lot size 1, no price limit, commission only (no stamp duty or transfer fee, as for an ETF).
@@ -31,8 +41,9 @@ from kline.calendar import next_session
 from kline.config import BacktestConfig
 from kline.instruments import Instrument, instrument
 from kline.metrics import strategy_metrics
+from kline.rules import InstrumentFacts, limit_table
 
-EXECUTIONS = ("next_open", "next_close")
+EXECUTIONS = ("next_open", "next_close", "open_to_close")
 TRADE_COLUMNS = ["trade_date", "side", "shares", "price", "value", "commission",
                  "transfer_fee", "stamp_duty", "cash_after"]
 BLOCK_COLUMNS = ["trade_date", "side", "reason"]
@@ -92,6 +103,7 @@ class SimulationResult:
         m = strategy_metrics(self.equity, self.traded_value, self.costs, self.round_trips)
         for reason in ("limit_up", "limit_down", "suspended", "t_plus_1", "cash"):
             m[f"blocked_{reason}"] = int((self.blocked["reason"] == reason).sum()) if len(self.blocked) else 0
+        m["delisted"] = int((self.trades["side"] == "delist").sum()) if len(self.trades) else 0
         return m
 
 
@@ -107,17 +119,21 @@ def simulate(
     long_signal: pd.Series,
     cfg: BacktestConfig,
     inst: Instrument | None = None,
+    facts: InstrumentFacts | None = None,
 ) -> SimulationResult:
     """Simulate one symbol trading ``long_signal`` (bool, index: decision dates) on ``bars``
-    (that symbol's rows: trade_date, open, close, pre_close, ascending).
+    (that symbol's rows: trade_date, open, close, pre_close in raw prices, optionally
+    ``adj_factor``; ascending). ``facts`` date the price limits and say whether (and when)
+    the symbol was delisted.
 
     The path starts with ``cfg.capital`` in cash at the close of the first decision date and
     is marked at every later bar's close. Decisions outside the bars are ignored.
     """
     if cfg.execution not in EXECUTIONS:
         raise ValueError(f"unknown execution {cfg.execution!r}: one of {EXECUTIONS}")
+    symbol = str(bars["symbol"].iloc[0])
     if inst is None:
-        inst = instrument(str(bars["symbol"].iloc[0]))
+        inst = instrument(symbol)
     costs = Costs.for_instrument(cfg, inst)
     signal = {pd.Timestamp(k).date(): bool(v) for k, v in long_signal.items()}
     b = bars.sort_values("trade_date")
@@ -128,54 +144,70 @@ def simulate(
     dates = [d for d, k in zip(dates, keep, strict=True) if k]
     opens, closes = b["open"].to_numpy(float), b["close"].to_numpy(float)
     pre = b["pre_close"].to_numpy(float)
-    price_at = opens if cfg.execution == "next_open" else closes
+    factor = (pd.to_numeric(b["adj_factor"], errors="coerce").ffill().bfill().fillna(1.0).to_numpy(float)
+              if "adj_factor" in b else np.ones(len(dates)))
+    limits = limit_table(symbol, dates, facts, inst)
+    delisted = facts.listing(symbol)[1] if facts is not None else None
 
-    cash, shares, bought_on, cost_basis = float(cfg.capital), 0, None, 0.0
-    pending: tuple[dt.date, str] | None = None  # (execution session, side)
+    cash, units, bought_on, cost_basis = float(cfg.capital), 0.0, None, 0.0
+    pending: tuple[dt.date, str, str] | None = None  # (execution session, side, "open"/"close")
     trades, blocked, trips = [], [], []
     eq, pos = np.empty(len(dates)), np.empty(len(dates))
     for i, d in enumerate(dates):
-        if pending is not None:
-            when, side = pending
+        if units and i > 0 and factor[i - 1] > 0:
+            units *= factor[i] / factor[i - 1]  # bonus shares / dividend reinvested: no P&L jump
+        if pending is not None and pending[0] < d:
+            blocked.append((pending[0], pending[1], "suspended"))
             pending = None
-            if when < d:
-                blocked.append((when, side, "suspended"))
-            elif when == d:
-                price = price_at[i]
-                down, up = limit_prices(pre[i], inst.price_limit)
-                if side == "buy":
-                    if price >= up - _EPS:
-                        blocked.append((d, side, "limit_up"))
-                    else:
-                        n = _affordable(cash, price, costs)
-                        if n == 0:
-                            blocked.append((d, side, "cash"))
-                        else:
-                            value = n * price
-                            c, t, s = costs.fees(value, side)
-                            cash -= value + c + t + s
-                            shares, bought_on, cost_basis = n, d, value + c + t + s
-                            trades.append((d, side, n, price, value, c, t, s, cash))
-                else:
-                    if bought_on is not None and d <= bought_on:
-                        blocked.append((d, side, "t_plus_1"))
-                    elif price <= down + _EPS:
-                        blocked.append((d, side, "limit_down"))
-                    else:
-                        value = shares * price
-                        c, t, s = costs.fees(value, side)
-                        cash += value - c - t - s
-                        trades.append((d, side, shares, price, value, c, t, s, cash))
-                        trips.append(value - c - t - s - cost_basis)
-                        shares, bought_on, cost_basis = 0, None, 0.0
-        eq[i] = cash + shares * closes[i]
-        pos[i] = shares
-        if d in signal:
+        for at, price in (("open", opens[i]), ("close", closes[i])):
+            if pending is None or pending[0] != d or pending[2] != at:
+                continue
+            _, side, _ = pending
+            pending = None
+            down, up = limits.at(i).prices(pre[i])
+            if side == "buy":
+                if price >= up - _EPS:
+                    blocked.append((d, side, "limit_up"))
+                    continue
+                n = _affordable(cash, price, costs)
+                if n == 0:
+                    blocked.append((d, side, "cash"))
+                    continue
+                value = n * price
+                c, t, s = costs.fees(value, side)
+                cash -= value + c + t + s
+                units, bought_on, cost_basis = float(n), d, value + c + t + s
+                trades.append((d, side, units, price, value, c, t, s, cash))
+                if cfg.execution == "open_to_close":
+                    pending = (d, "sell", "close")  # the one-session trade's exit
+            elif bought_on is not None and d <= bought_on:
+                blocked.append((d, side, "t_plus_1"))
+                if cfg.execution == "open_to_close":
+                    pending = (next_session(d, inst.calendar), "sell", "open")
+            elif price <= down + _EPS:
+                blocked.append((d, side, "limit_down"))
+            else:
+                value = units * price
+                c, t, s = costs.fees(value, side)
+                cash += value - c - t - s
+                trades.append((d, side, units, price, value, c, t, s, cash))
+                trips.append(value - c - t - s - cost_basis)
+                units, bought_on, cost_basis = 0.0, None, 0.0
+        if units and delisted is not None and i == len(dates) - 1 and d <= delisted:
+            value = units * closes[i]  # delisting: settled at the last price
+            cash += value
+            trades.append((d, "delist", units, closes[i], value, 0.0, 0.0, 0.0, cash))
+            trips.append(value - cost_basis)
+            units, bought_on, cost_basis, pending = 0.0, None, 0.0, None
+        eq[i] = cash + units * closes[i]
+        pos[i] = units
+        if d in signal and pending is None:
             want_long = signal[d]
-            if want_long and shares == 0:
-                pending = (next_session(d, inst.calendar), "buy")
-            elif not want_long and shares > 0:
-                pending = (next_session(d, inst.calendar), "sell")
+            at = "close" if cfg.execution == "next_close" else "open"
+            if want_long and units == 0:
+                pending = (next_session(d, inst.calendar), "buy", at)
+            elif units > 0 and (not want_long or cfg.execution == "open_to_close"):
+                pending = (next_session(d, inst.calendar), "sell", at)
     idx = pd.Index(dates, name="trade_date")
     return SimulationResult(
         equity=pd.Series(eq, index=idx, name="equity"),
@@ -221,22 +253,37 @@ def combine(results: Iterable[SimulationResult]) -> SimulationResult:
     )
 
 
+def with_adj_factor(bars: pd.DataFrame, adj_factor: pd.DataFrame | None) -> pd.DataFrame:
+    """``bars`` with an ``adj_factor`` column from ``symbol, trade_date, adj_factor`` rows
+    (carried forward over days without one; 1.0 for a symbol without any)."""
+    if adj_factor is None or adj_factor.empty or "adj_factor" in bars:
+        return bars
+    out = bars.merge(adj_factor[["symbol", "trade_date", "adj_factor"]], on=["symbol", "trade_date"], how="left")
+    out["adj_factor"] = out.groupby("symbol")["adj_factor"].transform(lambda s: s.ffill().bfill()).fillna(1.0)
+    return out
+
+
 def simulate_predictions(
     bars: pd.DataFrame,
     predictions: pd.DataFrame,
     cfg: BacktestConfig,
     calendars: dict[str, str] | None = None,
+    adj_factor: pd.DataFrame | None = None,
+    facts: InstrumentFacts | None = None,
 ) -> SimulationResult:
     """Portfolio simulation of one model's predictions (``kline.forecasters.PREDICTION_COLUMNS``)
-    over every symbol in them: long when ``pred_return > cfg.threshold``."""
+    over every symbol in them: long when ``pred_return > cfg.threshold``. Raw ``bars`` for
+    fills and limits, ``adj_factor`` rows for holdings across corporate actions, ``facts``
+    for dated limits and delistings."""
     calendars = calendars or {}
+    bars = with_adj_factor(bars, adj_factor)
     out = []
     for sym, p in predictions.groupby("symbol", sort=True):
         sig = pd.Series((p["pred_return"] > cfg.threshold).to_numpy(), index=p["trade_date"].to_numpy())
         sb = bars[bars["symbol"] == sym]
         if sb.empty:
             continue
-        out.append(simulate(sb, sig, cfg, instrument(str(sym), calendars.get(str(sym)))))
+        out.append(simulate(sb, sig, cfg, instrument(str(sym), calendars.get(str(sym))), facts))
     return combine(out)
 
 

@@ -6,7 +6,8 @@ writes:
 
 - rows that pass every critical rule to the curated layer (upsert, unique, sorted);
 - rows that fail one to ``quarantine/bars/trade_date=<day>/<run_id>.parquet`` with the rules
-  they failed (``failed_expectations``, comma separated) and the run that found them;
+  they failed (``failed_expectations``, comma separated), a ``reason`` that also names the
+  price limit applied and its source (``kline.rules``), and the run that found them;
 - the run's result document to ``validation/results/<run_id>.json`` (one file per run: the
   history), and GX Data Docs into ``validation/docs/``.
 
@@ -43,10 +44,11 @@ from kline.calendar import today as shanghai_today
 from kline.config import Settings
 from kline.instruments import Instrument, instrument, is_a_share_code
 from kline.lake import Lake, content_hash
+from kline.rules import describe_limit_sources
 from kline.schema import BAR_COLUMNS, BAR_SCHEMA, KEY_COLUMNS
 
 QUARANTINE_SCHEMA = pa.schema(
-    [*BAR_SCHEMA, ("failed_expectations", pa.string()), ("run_id", pa.string()),
+    [*BAR_SCHEMA, ("failed_expectations", pa.string()), ("reason", pa.string()), ("run_id", pa.string()),
      ("validated_at", pa.timestamp("us", tz="UTC"))]
 )
 _EXAMPLES = 5  # example rows per failed expectation in the result document
@@ -109,7 +111,8 @@ def validate_chunk(
     present = bars["symbol"].dropna().astype(str).unique().tolist() if "symbol" in bars else []
     instruments = {s: instrument_for(s, settings) for s in dict.fromkeys([*symbols, *present])}
     previous = previous_curated(lake, symbols, start, cfg.lookback_days)
-    frame = derive_checks(bars, instruments, previous, today)
+    facts = lake.read_instrument_facts(list(instruments), start, end, source=source)
+    frame = derive_checks(bars, instruments, previous, today, facts)
 
     docs = None
     if cfg.data_docs and "://" not in lake.root:
@@ -152,6 +155,9 @@ def validate_chunk(
     failed = frame.loc[bad, BAR_COLUMNS].reset_index(drop=True)
     names = np.array([o.rule for o in critical], dtype=object)
     failed["failed_expectations"] = [",".join(names[row]) for row in fails[bad]]
+    checks = frame.loc[bad, ["chk_limit_excess", "chk_limit_price_excess", "chk_limit_rule"]]
+    failed["reason"] = [_reason(names[row], r) for row, r in
+                        zip(fails[bad], checks.itertuples(index=False), strict=True)]
 
     validated_at = pd.Timestamp.now(tz="UTC")
     curated_years = lake.write_curated_bars(passed)
@@ -171,6 +177,7 @@ def validate_chunk(
         "rows_checked": n,
         "rows_passed": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
+        "limit_facts": facts.sources(),
         "by_symbol": by_symbol,
         "failed_expectations": [o.rule for o in critical if not o.success],
         "warning_expectations": [o.rule for o in warnings if not o.success],
@@ -199,6 +206,18 @@ def docs_links(lake: Lake, run_date: dt.date) -> dict[str, str]:
     """Links a run's validation pages carry: the run date's report and all reports."""
     return {f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
             "all kline reports": f"{lake.paths.reports_dir()}/index.html"}
+
+
+def _reason(rules: Iterable[str], check: Any) -> str:
+    """The failed rules, the price limit one with the limit applied and its source."""
+    out = []
+    for r in rules:
+        if r == "price_limit":
+            r = f"price_limit: {check.chk_limit_excess:+.2%} of pre_close beyond {check.chk_limit_rule}"
+        elif r == "exchange_price_limit":
+            r = f"exchange_price_limit: close {check.chk_limit_price_excess:.2f} beyond {check.chk_limit_rule}"
+        out.append(r)
+    return "; ".join(out)
 
 
 def _as_date(x: Any) -> dt.date:
@@ -332,7 +351,8 @@ def read_quarantine(
     tables = [lake.read_table(p, filters=filters) for _, p in _quarantine_files(lake, start, end)]
     if not tables:
         return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    df = pa.concat_tables(tables).to_pandas()
+    # files written before ``reason`` existed lack the column: promote fills it with nulls
+    df = pa.concat_tables(tables, promote_options="default").to_pandas()
     return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
 
 
@@ -384,6 +404,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     if summary.get("no_bar_on_run_date"):
         lines += [f"No bar on the run date (suspended or not yet delivered): "
                   f"{', '.join(summary['no_bar_on_run_date'])}", ""]
+    if summary.get("limit_facts") is not None:
+        lines += [f"Price limits: {describe_limit_sources(summary['limit_facts'])}.", ""]
     if summary.get("failed_expectations"):
         lines += [f"Failed critical expectations: {', '.join(summary['failed_expectations'])}", ""]
     lines += ["| symbol | checked | passed | quarantined | warnings | sessions without bar |",

@@ -66,6 +66,7 @@ def backtest(
     if bars.empty:
         raise ValueError(f"no curated bars for {symbols} up to {run_date}: run ingest and validate first")
     adj = lake.read_adj_factor(symbols, end=day)
+    facts = lake.read_instrument_facts(symbols, end=day)
     calendars = dict(calendars or {})
     foreign = {c for sym, c in calendars.items() if not is_a_share_code(sym)}
     calendar = foreign.pop() if len(foreign) == 1 else A_SHARE_CALENDAR
@@ -73,9 +74,9 @@ def backtest(
         panel = load_panel(lake, features_path)
         panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
         panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")  # point in time
-        result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars)
+        result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
     else:
-        result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars)
+        result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars, facts=facts)
 
     run = backtest_run_id(run_date, settings, symbols, data_fingerprint)
     paths = lake.paths

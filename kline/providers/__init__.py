@@ -9,6 +9,7 @@ from kline.config import Settings
 from kline.providers.base import (
     AdjFactorProvider,
     FatalProviderError,
+    InstrumentFactsProvider,
     Provider,
     ProviderConfigError,
     ProviderError,
@@ -67,6 +68,7 @@ __all__ = [
     "AdjFactorProvider",
     "ProviderConfigError",
     "FatalProviderError",
+    "InstrumentFactsProvider",
     "Provider",
     "ProviderError",
     "TransientProviderError",

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from kline.rules import InstrumentFacts
+
 
 class ProviderError(Exception):
     """A provider could not deliver; ``transient`` says whether retrying may help."""
@@ -52,6 +54,16 @@ class AdjFactorProvider(Protocol):
 
     def fetch_adj_factor(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """Columns ``symbol, trade_date, adj_factor`` (see ``kline.schema.ADJ_SCHEMA``)."""
+        ...
+
+
+@runtime_checkable
+class InstrumentFactsProvider(Protocol):
+    """A provider that also knows dated instrument facts (``kline.rules.InstrumentFacts``)."""
+
+    def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
+        """Listing dates and ST periods of ``symbols``, and the exchange's daily limit prices
+        on sessions in ``[start, end]`` where the provider has them."""
         ...
 
 

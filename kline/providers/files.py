@@ -15,11 +15,26 @@ Layouts are detected from the headers (first match wins) and logged per file:
   mapped columns must already be in canonical units (shares, CNY).
 
 Rows are sorted ascending. ``pre_close`` is the file's own when present, else the previous
-row's close; the file's first row then has no previous close and only seeds ``pre_close``
-(it is dropped). Rows without a close (Yahoo ``null`` rows) are dropped. A missing amount
-is estimated as ``volume * (open + high + low + close) / 4`` (``FileConfig.estimate_amount``;
-otherwise NaN), and ``last_fetch_report`` says so. Only rows in ``[start, end]`` are returned.
-Every check runs before ``fetch`` returns, so a bad file means nothing is written.
+row's close; the file's first row then has none and is kept with ``pre_close`` NaN (the
+limit check skips it). Row-level defects do not reject the file; validation judges the rows
+(``last_fetch_report`` counts each kind per symbol):
+
+- identical duplicate rows are collapsed to one (``duplicate_rows_collapsed``);
+- a date that appears with different values keeps every copy, so validation quarantines
+  them all (``unique_symbol_trade_date``) and imports the rest (``duplicate_dates``);
+- a row without a close on a session is kept and quarantined (``not_null_close``,
+  ``rows_without_close``); a vendor's ``null`` row on a non-session (Yahoo writes them) is
+  dropped and counted (``dropped_null_rows_off_session``).
+
+A missing amount is estimated as ``volume * (open + high + low + close) / 4``
+(``FileConfig.estimate_amount``; otherwise NaN), and ``last_fetch_report`` says so. Only rows
+in ``[start, end]`` are returned. File-level problems (unknown layout, unparseable dates)
+are checked before ``fetch`` returns, so a bad file means nothing is written.
+
+Instrument facts may come as side files in a source folder (``kline.rules``):
+``_listings.csv`` (``symbol, list_date[, delist_date]``), ``_st_periods.csv`` (``symbol,
+start_date, end_date, name``; an empty end_date is an open period) and ``_stk_limit.csv``
+(``symbol, trade_date, up_limit, down_limit``). Without them the board rules apply.
 """
 
 from __future__ import annotations
@@ -38,6 +53,7 @@ import pandas as pd
 from kline.calendar import A_SHARE_CALENDAR, CalendarError, calendar_bounds, sessions_array
 from kline.instruments import SymbolError, instrument, is_a_share_code, validate_symbol
 from kline.providers.base import FatalProviderError, ProviderConfigError
+from kline.rules import LISTING_SCHEMA, ST_SCHEMA, STK_LIMIT_SCHEMA, InstrumentFacts, empty_frame
 from kline.schema import ADJ_SCHEMA, BAR_COLUMNS, empty_bars, to_canonical
 
 log = logging.getLogger(__name__)
@@ -46,6 +62,8 @@ SUFFIXES = (".csv.gz", ".csv", ".parquet", ".pq")
 REQUIRED = ("trade_date", "open", "high", "low", "close", "volume")
 OPTIONAL = ("pre_close", "amount", "symbol", "adj_close", "change")
 LOTS = 100.0
+# instrument-fact side files in a source folder (their leading "_" is never a symbol)
+SIDE_FILES = {"listings": "_listings.csv", "st_periods": "_st_periods.csv", "stk_limit": "_stk_limit.csv"}
 
 
 @dataclass(frozen=True)
@@ -311,33 +329,46 @@ class FileProvider:
             df["adj_close"] = adj_close
 
         df = df.sort_values("trade_date", kind="stable").reset_index(drop=True)
-        dup = df["trade_date"].duplicated()
+        same = df.duplicated(keep="first")
+        if same.any():
+            notes["duplicate_rows_collapsed"] = int(same.sum())
+            log.warning("%s: %d identical duplicate row(s) collapsed", path, int(same.sum()))
+            df = df[~same].reset_index(drop=True)
+        dup = df["trade_date"].duplicated(keep=False)
         if dup.any():
-            raise FatalProviderError(f"{path}: date {df.loc[dup, 'trade_date'].iloc[0]} appears more than once")
-        null = df["close"].isna()
-        notes["dropped_rows_without_close"] = int(null.sum())
-        df = df[~null].reset_index(drop=True)
-        computed = df["pre_close"].isna()
-        df["pre_close"] = df["pre_close"].fillna(df["close"].shift(1))
-        if len(df) and computed.iloc[0] and np.isnan(df["pre_close"].iloc[0]):
-            df = df.iloc[1:].reset_index(drop=True)  # the first row only seeds pre_close
-            notes["first_row_dropped"] = True
-        if "amount" not in num:
-            notes["amount_estimated"] = self.estimate_amount
-            if self.estimate_amount:
-                df["amount"] = (df["volume"] * (df["open"] + df["high"] + df["low"] + df["close"]) / 4.0).round(2)
+            notes["duplicate_dates"] = sorted({d.isoformat() for d in df.loc[dup, "trade_date"]})
+            log.warning("%s: date(s) %s appear with different values: every copy goes to quarantine",
+                        path, notes["duplicate_dates"][:5])
 
         code = self.calendar_for(symbol)
         lo, hi = calendar_bounds(code)
         days = df["trade_date"].to_numpy(dtype="datetime64[D]")
         inside = (days >= np.datetime64(lo)) & (days <= np.datetime64(hi))
+        session = np.ones(len(df), dtype=bool)  # outside the calendar's range: not judged here
         if len(df) and inside.any():
             sessions = sessions_array(df["trade_date"].iloc[0], df["trade_date"].iloc[-1], code)
-            off = inside & ~np.isin(days, sessions)
-            if off.any():
-                notes["non_session_dates"] = [d.isoformat() for d in df.loc[off, "trade_date"].iloc[:10]]
-                log.warning("%s: %d row(s) on dates that are not %s sessions, e.g. %s", path, int(off.sum()),
-                            code, notes["non_session_dates"][:3])
+            session = ~inside | np.isin(days, sessions)
+        null = df["close"].isna().to_numpy()
+        if (null & ~session).any():
+            notes["dropped_null_rows_off_session"] = int((null & ~session).sum())
+        if (null & session).any():
+            notes["rows_without_close"] = int((null & session).sum())
+        keep = ~(null & ~session)
+        df, session = df[keep].reset_index(drop=True), session[keep]
+        if (~session).any():
+            notes["non_session_dates"] = [d.isoformat() for d in df.loc[~session, "trade_date"].iloc[:10]]
+            log.warning("%s: %d row(s) on dates that are not %s sessions, e.g. %s", path, int((~session).sum()),
+                        code, notes["non_session_dates"][:3])
+
+        computed = df["pre_close"].isna()
+        df["pre_close"] = df["pre_close"].fillna(df["close"].shift(1))
+        if len(df) and computed.iloc[0]:
+            notes["first_row_without_pre_close"] = df["trade_date"].iloc[0].isoformat()
+        if "amount" not in num:
+            notes["amount_estimated"] = self.estimate_amount
+            if self.estimate_amount:
+                df["amount"] = (df["volume"] * (df["open"] + df["high"] + df["low"] + df["close"]) / 4.0).round(2)
+
         df.insert(0, "symbol", symbol)
         adj = (pd.DataFrame({"symbol": symbol, "trade_date": df["trade_date"],
                              "adj_factor": df["adj_close"] / df["close"]})
@@ -374,6 +405,46 @@ class FileProvider:
         out = pd.concat(frames, ignore_index=True)
         out["adj_factor"] = out["adj_factor"].astype("float64")
         return out.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+
+    def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
+        """Listings, ST periods and limit prices (in ``[start, end]``) of ``symbols`` from the
+        folder's side files (module doc); empty tables where a file is absent."""
+        folder = self.source if self.source.is_dir() else None
+        wanted = set(symbols)
+
+        def side(table: str, schema, dates: Sequence[str]) -> pd.DataFrame:
+            path = folder / SIDE_FILES[table] if folder is not None else None
+            if path is None or not path.is_file():
+                return empty_frame(schema)
+            raw = read_table_file(path)
+            missing = [c for c in schema.names if c not in raw.columns and c not in ("source", "delist_date", "name")]
+            if missing:
+                raise FatalProviderError(f"{path}: missing column(s) {', '.join(missing)}")
+            raw = raw[raw["symbol"].astype(str).str.strip().isin(wanted)].copy()
+            out = pd.DataFrame({"symbol": raw["symbol"].astype(str).str.strip()})
+            for c in schema.names[1:]:
+                if c == "source":
+                    out[c] = self.name
+                elif c in dates:
+                    v = raw[c] if c in raw else pd.Series(None, index=raw.index, dtype=object)
+                    blank = v.isna() | (v.astype(str).str.strip() == "")
+                    parsed = pd.Series(None, index=raw.index, dtype=object)
+                    if (~blank).any():
+                        parsed[~blank] = parse_dates(v[~blank], f"{path}: column {c!r}").to_numpy()
+                    out[c] = parsed.astype(object).where(parsed.notna(), None)
+                elif c == "name":
+                    out[c] = raw[c].astype(str) if c in raw else "ST"
+                else:
+                    out[c] = pd.to_numeric(raw[c], errors="coerce")
+            return out.reset_index(drop=True)
+
+        lim = side("stk_limit", STK_LIMIT_SCHEMA, ["trade_date"])
+        lim = lim[(lim["trade_date"] >= start) & (lim["trade_date"] <= end)] if len(lim) else lim
+        return InstrumentFacts(
+            listings=side("listings", LISTING_SCHEMA, ["list_date", "delist_date"]),
+            st_periods=side("st_periods", ST_SCHEMA, ["start_date", "end_date"]),
+            stk_limit=lim.reset_index(drop=True),
+        )
 
     def date_range(self, symbols: Sequence[str]) -> tuple[dt.date, dt.date] | None:
         """First and last date over the files of ``symbols`` (for a CLI default range)."""

@@ -6,8 +6,14 @@ for (seed, symbol, trade_date) never depends on which range was asked for.
 
 Model per symbol: log-volatility is an AR(1) (volatility clustering), shocks are Student-t
 (fat tails) plus rare news jumps, log price mean-reverts slowly to a plausible anchor level,
-daily moves are clipped to the board's price limit (limit days happen), stocks have
-occasional suspensions (no row), and volume rises with |return|.
+daily moves are clipped to the dated price limit of ``kline.rules`` (limit days happen: a
+ChiNext stock reaches +20 % only from 2020-08-24), stocks have occasional suspensions (no
+row), and volume rises with |return|.
+
+Instrument facts (``synthetic_facts``): a stock lists no earlier than its board opened
+(STAR 2019-07-22, BSE 2021-11-15), some listings fall inside the history (their first day
+pops above the issue price, which is the hidden path's last close), and some stocks spend a
+period under ST (their moves then obey the ST limit). Indices list at the epoch, never ST.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from scipy.signal import lfilter
 
 from kline.calendar import A_SHARE_CALENDAR, calendar_bounds, sessions_array
 from kline.instruments import instrument, validate_symbol
+from kline.rules import LISTING_SCHEMA, ST_SCHEMA, InstrumentFacts, empty_frame, limit_table
 from kline.schema import BAR_COLUMNS, empty_bars
 
 EPOCH = dt.date(2000, 1, 4)  # first synthetic session of every symbol
@@ -37,7 +44,12 @@ _KNOWN = {
     "300750.SZ": (200.0, 0.025, 2.5e7),
     "688981.SH": (50.0, 0.028, 6.0e7),
 }
-_BOARD_VOL = {"index": 0.010, "main": 0.018, "chinext": 0.025, "star": 0.028, "bse": 0.030, "st": 0.020}
+_BOARD_VOL = {"index": 0.010, "main": 0.018, "chinext": 0.025, "star": 0.028, "bse": 0.030}
+# real listing dates of the named stocks (before EPOCH: listed for the whole history)
+_LISTED = {"600519.SH": dt.date(2001, 8, 27), "000001.SZ": dt.date(1991, 4, 3),
+           "300750.SZ": dt.date(2018, 6, 11), "688981.SH": dt.date(2020, 7, 16)}
+_BOARD_OPEN = {"chinext": dt.date(2009, 10, 30), "star": dt.date(2019, 7, 22), "bse": dt.date(2021, 11, 15)}
+_LAST_LISTING = dt.date(2025, 6, 30)
 
 
 def _symbol_key(symbol: str) -> int:
@@ -62,6 +74,50 @@ def _year_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     z = rng.standard_normal(size=(_DAYS, 4))  # vol shock, gap, high, low/volume
     u = rng.random(size=(_DAYS, 4))  # jump, jump size, suspension start, suspension length
     return np.column_stack([t, z, u])
+
+
+@functools.lru_cache(maxsize=4096)
+def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.date, str], ...]]:
+    """(listing date, ST periods as (start, end inclusive, name)) of one symbol."""
+    inst = instrument(symbol)
+    if inst.is_index:
+        return EPOCH, ()
+    u = np.random.default_rng([seed, _symbol_key(symbol), 11]).random(6)
+    opened = max(EPOCH, _BOARD_OPEN.get(inst.board, EPOCH))
+    if symbol.startswith(("301", "302")):
+        opened = dt.date(2020, 8, 24)  # ChiNext codes issued under the registration reform
+    if symbol in _LISTED:
+        listed = max(_LISTED[symbol], opened)
+    elif opened > EPOCH or u[0] < 0.2:  # a new board's stocks list after it opened
+        span = (_LAST_LISTING - opened).days
+        listed = opened + dt.timedelta(days=int(u[1] * span))
+    else:
+        listed = EPOCH
+    sessions = sessions_array(listed, calendar_bounds(A_SHARE_CALENDAR)[1])
+    listed = pd.Timestamp(sessions[0]).date()
+    periods: tuple[tuple[dt.date, dt.date, str], ...] = ()
+    if symbol not in _LISTED and u[2] < 0.2 and len(sessions) > 800:
+        a = 250 + int(u[3] * (len(sessions) - 800))
+        b = a + 120 + int(u[4] * 380)
+        end = pd.Timestamp(sessions[min(b, len(sessions) - 1)]).date()
+        name = ("*ST" if u[5] < 0.5 else "ST") + symbol[:6]
+        periods = ((pd.Timestamp(sessions[a]).date(), end, name),)
+    return listed, periods
+
+
+def synthetic_facts(seed: int, symbols: Sequence[str]) -> InstrumentFacts:
+    """Listing dates and ST periods of ``symbols`` in the synthetic market (source
+    ``synthetic``); no delistings and no exchange limit prices."""
+    lst, st = [], []
+    for sym in dict.fromkeys(symbols):
+        listed, periods = _facts(seed, validate_symbol(sym))
+        lst.append({"symbol": sym, "list_date": listed, "delist_date": None, "source": "synthetic"})
+        st += [{"symbol": sym, "start_date": a, "end_date": b, "name": n, "source": "synthetic"}
+               for a, b, n in periods]
+    return InstrumentFacts(
+        listings=pd.DataFrame(lst, columns=LISTING_SCHEMA.names) if lst else empty_frame(LISTING_SCHEMA),
+        st_periods=pd.DataFrame(st, columns=ST_SCHEMA.names) if st else empty_frame(ST_SCHEMA),
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -94,11 +150,19 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
         for i in np.flatnonzero(u_susp < 0.002):
             suspended[i : i + 1 + int(u_len[i] * 8)] = True
         ret[suspended] = 0.0
-    limit = inst.price_limit
-    if limit is not None:
-        ret = np.clip(ret, -limit, limit)
+    listed, _ = _facts(seed, symbol)
+    first = int(np.searchsorted(sessions, np.datetime64(listed, "D")))
+    if inst.is_index:
+        up_lim = down_lim = np.full(n, 0.09)  # indices have no limit; keep their tails plausible
     else:
-        ret = np.clip(ret, -0.09, 0.09)  # indices have no limit; keep their tails plausible
+        lim = limit_table(symbol, sessions, synthetic_facts(seed, [symbol]), inst)
+        # no limit (before a board's rules, a listing's first sessions): still plausible moves
+        up_lim, down_lim = np.nan_to_num(lim.up, nan=0.5), np.nan_to_num(lim.down, nan=0.5)
+        if 0 < first < n and np.isnan(lim.up[first]):
+            ret[first] = 0.3 + 1.2 * u_size[first]  # a new listing pops above its issue price
+        elif 0 < first < n:
+            ret[first] = up_lim[first] * (0.5 + 0.5 * u_size[first])
+    ret = np.clip(ret, -down_lim, up_lim)
 
     close = np.round(anchor * np.cumprod(1.0 + ret), 2)
     pre_close = np.concatenate([[round(anchor, 2)], close[:-1]])
@@ -106,8 +170,8 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
     open_ = pre_close * gap
     high = np.maximum(open_, close) * np.exp(0.6 * vol * np.abs(z_hi))
     low = np.minimum(open_, close) * np.exp(-0.6 * vol * np.abs(z_lo))
-    if limit is not None:
-        up, down = np.round(pre_close * (1 + limit), 2), np.round(pre_close * (1 - limit), 2)
+    if not inst.is_index:
+        up, down = np.round(pre_close * (1 + up_lim), 2), np.round(pre_close * (1 - down_lim), 2)
         open_, high, low = np.clip(open_, down, up), np.clip(high, down, up), np.clip(low, down, up)
     open_, high, low = np.round(open_, 2), np.round(high, 2), np.round(low, 2)
     high = np.maximum.reduce([high, open_, close])
@@ -122,7 +186,9 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
     amount = np.round(volume * (open_ + high + low + close) / 4.0, 2)
 
     keep = ~suspended
-    keep[0] = False  # the epoch row only seeds pre_close
+    keep[: max(first, 1)] = False  # the epoch row only seeds pre_close; nothing before listing
+    if 0 < first < n:
+        keep[first] = True  # a listing trades on its first day
     # After a suspension, pre_close is the last traded close, as the exchange reports it.
     last_close = pd.Series(np.where(keep, close, np.nan)).ffill().shift(1).to_numpy()
     pre = np.where(np.isnan(last_close), pre_close, last_close)
@@ -134,7 +200,7 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
 
 
 class SyntheticProvider:
-    """Deterministic synthetic bars for any well-formed A-share code."""
+    """Deterministic synthetic bars and instrument facts for any well-formed A-share code."""
 
     name = "synthetic"
 
@@ -164,3 +230,8 @@ class SyntheticProvider:
         df["source"] = self.name
         df["ingested_at"] = pd.Timestamp.now(tz="UTC")
         return df[BAR_COLUMNS]
+
+    def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
+        """Listing dates and ST periods of ``symbols`` (``synthetic_facts``); the range is
+        not used (facts are per symbol)."""
+        return synthetic_facts(self.seed, symbols)

@@ -49,6 +49,13 @@ from kline.providers.base import (
     ProviderConfigError,
     TransientProviderError,
 )
+from kline.rules import (
+    LISTING_SCHEMA,
+    STK_LIMIT_SCHEMA,
+    InstrumentFacts,
+    empty_frame,
+    st_periods_from_namechange,
+)
 from kline.schema import ADJ_SCHEMA, BAR_COLUMNS, empty_bars, to_canonical
 
 log = logging.getLogger(__name__)
@@ -130,7 +137,82 @@ def _parse_yyyymmdd(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s.astype(str).str.slice(0, 8), format="%Y%m%d").dt.date
 
 
-class TushareProvider:
+# Instrument-fact APIs (kline.rules): row caps per call, merged into ROW_CAPS.
+FACT_ROW_CAPS: dict[str, int] = {"stk_limit": 5800, "stock_basic": 6000, "namechange": 6000}
+ROW_CAPS.update(FACT_ROW_CAPS)
+NAMECHANGE_PER_CODE_MAX = 10  # above this many stocks, one market-wide namechange query
+
+
+class TushareFacts:
+    """Instrument facts from tushare, mixed into ``TushareProvider``: ``stock_basic`` (listing
+    and delisting dates, every list_status), ``namechange`` (ST periods, repeated rows
+    dropped) and ``stk_limit`` (the exchange's limit prices per day)."""
+
+    def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
+        """Facts of the stocks among ``symbols``; limit prices on sessions in ``[start, end]``.
+        Empty when disabled in config; an API the account may not call is skipped with a
+        warning (the board rules then apply)."""
+        facts = InstrumentFacts()
+        stocks = [s for s in dict.fromkeys(validate_symbol(x) for x in symbols) if not instrument(s).is_index]
+        if not self.config.instrument_facts or not stocks or start > end:
+            return facts
+        report = self.last_fetch_report.setdefault("instrument_facts", {})
+        wanted = set(stocks)
+
+        def guarded(api: str, fetch: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+            try:
+                return fetch()
+            except FatalProviderError as exc:
+                if "permission" not in str(exc):
+                    raise
+                log.warning("%s; using the board rules without it", exc)
+                report.setdefault("skipped", []).append(api)
+                return pd.DataFrame()
+
+        # stock_basic answers listed stocks only unless asked for each list_status
+        basic = guarded("stock_basic", lambda: pd.concat(
+            [self._query("stock_basic", "ts_code,list_date,delist_date,list_status", list_status=st)
+             for st in ("L", "D", "P")], ignore_index=True))
+        if len(basic):
+            basic = basic[basic["ts_code"].isin(wanted)].drop_duplicates("ts_code", keep="first")
+            facts.listings = pd.DataFrame({
+                "symbol": basic["ts_code"].astype(str),
+                "list_date": _parse_yyyymmdd(basic["list_date"]),
+                "delist_date": pd.to_datetime(basic["delist_date"].astype("string").str.slice(0, 8),
+                                              format="%Y%m%d", errors="coerce").dt.date,
+                "source": self.name,
+            })[LISTING_SCHEMA.names].reset_index(drop=True)
+            facts.listings["delist_date"] = facts.listings["delist_date"].astype(object).where(
+                facts.listings["delist_date"].notna(), None)
+        fields = "ts_code,name,start_date,end_date,change_reason"
+        # per code for a few stocks; for many, the whole market's name history in a few pages
+        names = guarded("namechange", lambda: pd.concat(
+            [self._query("namechange", fields, ts_code=s) for s in stocks], ignore_index=True)
+            if len(stocks) <= NAMECHANGE_PER_CODE_MAX else self._query("namechange", fields))
+        if len(names):
+            names = names.rename(columns={"ts_code": "symbol"})
+            facts.st_periods = st_periods_from_namechange(names[names["symbol"].isin(wanted)], self.name)
+        sessions = self.open_sessions(start, end)
+        lim = guarded("stk_limit", lambda: self._fetch_api(
+            "stk_limit", "trade_date,ts_code,up_limit,down_limit", stocks, sessions, 1, report))
+        if len(lim):
+            out = pd.DataFrame({
+                "symbol": lim["ts_code"].astype(str),
+                "trade_date": _parse_yyyymmdd(lim["trade_date"]),
+                "up_limit": pd.to_numeric(lim["up_limit"], errors="coerce"),
+                "down_limit": pd.to_numeric(lim["down_limit"], errors="coerce"),
+                "source": self.name,
+            })
+            out = out[(out["trade_date"] >= start) & (out["trade_date"] <= end) & out["symbol"].isin(wanted)]
+            facts.stk_limit = (out.drop_duplicates(["symbol", "trade_date"]).sort_values(["symbol", "trade_date"])
+                               .reset_index(drop=True)[STK_LIMIT_SCHEMA.names])
+        else:
+            facts.stk_limit = empty_frame(STK_LIMIT_SCHEMA)
+        report.update(listings=len(facts.listings), st_periods=len(facts.st_periods), stk_limit=len(facts.stk_limit))
+        return facts
+
+
+class TushareProvider(TushareFacts):
     """Canonical bars and adjustment factors from the tushare pro API.
 
     ``last_fetch_report`` describes the latest ``fetch``/``fetch_adj_factor``: mode, calls,

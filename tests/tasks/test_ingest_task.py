@@ -13,7 +13,8 @@ from tasks.ingest import ingest_chunk, retry_options, retry_transient_only
 def test_ingest_chunk_returns_a_reference_not_data(lake_root):
     sub = stage_settings(Settings(), "ingest")
     ref = ingest_chunk.fn(lake_root, sub, ["600519.SH", "000001.SH"], "2024-01-01", "2024-01-31")
-    assert set(ref) == {"source", "start", "end", "symbols", "rows", "rows_by_symbol", "partitions", "content_hash"}
+    assert set(ref) == {"source", "start", "end", "symbols", "rows", "rows_by_symbol", "partitions", "content_hash",
+                        "facts_rows", "provider_notes"}
     assert ref["rows"] == len(Lake(lake_root).read_raw_bars(dt.date(2024, 1, 1), dt.date(2024, 1, 31)))
 
 

@@ -20,7 +20,8 @@ from kline.contracts import (
     run_suite,
 )
 from kline.instruments import instrument
-from kline.providers.synthetic import SyntheticProvider
+from kline.providers.synthetic import SyntheticProvider, synthetic_facts
+from kline.rules import InstrumentFacts
 from kline.schema import to_canonical, to_table
 from tests.helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
 
@@ -127,6 +128,20 @@ def _duplicate(df, clean):
     return [rows[0], rows[0] + 1]
 
 
+def _exchange_limit(df, clean):
+    """The exchange published limit prices below two closes (and a wide band on another
+    row that the board rule would have rejected): facts, not the board, judge those rows."""
+    rows = _rows(clean, OTHER, 3, 4, 5)
+    lim = pd.DataFrame({"symbol": OTHER, "trade_date": df.loc[rows, "trade_date"].to_numpy(),
+                        "up_limit": (df.loc[rows, "close"] - [0.02, 0.01, -50]).to_numpy(),
+                        "down_limit": 1.0, "source": "test"})
+    df.loc[rows[2], "close"] = round(df.loc[rows[2], "pre_close"] * 1.11, 2)
+    df.loc[rows[2], "high"] = max(df.loc[rows[2], "high"], df.loc[rows[2], "close"])
+    if df.loc[rows[2], "close"] > lim.loc[2, "up_limit"]:
+        lim.loc[2, "up_limit"] = df.loc[rows[2], "close"]
+    return rows[:2], InstrumentFacts(stk_limit=lim)
+
+
 DROP = "DROP"  # a break marks rows to remove with this symbol
 
 
@@ -159,6 +174,7 @@ BREAKS = {
     "trading_session": _weekend,
     "not_in_future": _future,
     "price_limit": _limit,
+    "exchange_price_limit": _exchange_limit,
     "index_move": _index_move,
     "pre_close_matches_previous_close": _pre_close,
     "no_missing_sessions": _missing,
@@ -175,10 +191,11 @@ def test_rule_fails_on_exactly_the_broken_rows(rule, clean, clean_outcomes):
     assert clean_outcomes[rule].success
     df = clean.copy()
     broken = BREAKS[rule](df, clean)
+    broken, facts = broken if isinstance(broken, tuple) else (broken, None)
     df = df[df["symbol"] != DROP]
     # The derived frame is re-sorted; map broken original rows to its row ids by key + values.
     bars = to_table(df).to_pandas().assign(_orig=df.index.to_numpy())
-    frame = derive_checks(bars, INSTRUMENTS, NO_PREVIOUS, TODAY)
+    frame = derive_checks(bars, INSTRUMENTS, NO_PREVIOUS, TODAY, facts)
     expected = sorted(frame.loc[frame["_orig"].isin(broken), ROW_ID].tolist())
     frame = frame.drop(columns="_orig")
     outcomes, _ = _run(frame)
@@ -203,7 +220,8 @@ def test_ten_years_of_the_default_universe_have_no_critical_failure():
     bars = SyntheticProvider().fetch(list(DEFAULT_UNIVERSE), dt.date(2014, 1, 1), dt.date(2023, 12, 31))
     bars = to_table(to_canonical(bars, "synthetic")).to_pandas()
     insts = {s: instrument(s) for s in DEFAULT_UNIVERSE}
-    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1))
+    facts = synthetic_facts(SyntheticProvider().seed, DEFAULT_UNIVERSE)
+    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1), facts)
     # The synthetic market does hit its limits and suspend stocks in these years.
     assert (frame["chk_limit_excess"] > -0.001).sum() > 10
     assert (frame["chk_sessions_missing"] > 0).sum() > 5
@@ -211,6 +229,12 @@ def test_ten_years_of_the_default_universe_have_no_critical_failure():
     critical = {r: o.unexpected_count for r, o in outcomes.items() if o.severity == CRITICAL and not o.success}
     assert critical == {}
     assert not outcomes["no_missing_sessions"].success  # suspensions are warnings
+    # Without the listing dates, the listing days' pops break the board rule.
+    frame = derive_checks(bars, insts, NO_PREVIOUS, dt.date(2024, 1, 1))
+    over = frame[frame["chk_limit_excess"] > ValidationConfig().limit_tolerance]
+    listed = facts.listings.set_index("symbol")["list_date"]
+    assert set(zip(over["symbol"], over["trade_date"], strict=True)) == {
+        (s, listed[s]) for s in ("300750.SZ", "688981.SH")}
 
 
 def test_first_row_compares_with_the_previous_curated_bar(clean):

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from kline.config import BacktestConfig
+from kline.rules import InstrumentFacts
 from kline.simulation import buy_and_hold_signal, limit_prices, simulate, simulate_predictions
 
 D = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8)]  # consecutive XSHG sessions
@@ -122,3 +123,75 @@ def test_portfolio_and_buy_and_hold_benchmark():
     index_end = 10_000 - 9000 - 5 + 3 * 2700
     stock_bh = 10_000 - 9000 - 5.09 + 900 * 12
     assert bh.equity.loc[D[2]] == pytest.approx(index_end + stock_bh)
+
+
+def adj_bars(rows, symbol=STOCK):
+    """rows: (date, open, close, pre_close, adj_factor)."""
+    return pd.DataFrame([{"symbol": symbol, "trade_date": d, "open": o, "close": c, "pre_close": p, "adj_factor": f}
+                         for d, o, c, p, f in rows])
+
+
+def test_bonus_issue_and_cash_dividend_are_no_pnl_events():
+    # D2: 10-for-10 bonus issue (raw price halves, factor doubles); D3: 0.5 cash dividend per
+    # share (ex-rights reference 9.5). Prices do not move otherwise: equity must not either.
+    rows = [(D[0], 20, 20, 20, 1.0), (D[1], 20, 20, 20, 1.0), (D[2], 10, 10, 10, 2.0),
+            (D[3], 9.5, 9.5, 9.5, 2.0 * 10 / 9.5), (D[4], 9.5, 9.975, 9.5, 2.0 * 10 / 9.5)]
+    r = simulate(adj_bars(rows), signal((D[0], True), (D[1], True), (D[2], True), (D[3], True)), CFG)
+    assert r.trades.side.tolist() == ["buy"] and r.trades.shares.tolist() == [400]
+    after_buy = r.equity.loc[D[1]]
+    assert r.equity.loc[D[2]] == pytest.approx(after_buy)  # bonus shares: 800 shares at 10
+    assert r.equity.loc[D[3]] == pytest.approx(after_buy)  # dividend reinvested at 9.5
+    assert r.position.loc[D[2]] == pytest.approx(800)
+    # a real move after the ex-dates is P&L on the whole (grown) holding: +5 % of 8000
+    assert r.equity.loc[D[4]] - r.equity.loc[D[3]] == pytest.approx(8000 * 0.05)
+    # without the factor, the same raw bars show the bonus issue as a 4000 CNY loss
+    raw = simulate(adj_bars(rows).drop(columns="adj_factor"), signal((D[0], True), (D[1], True)), CFG)
+    assert raw.equity.loc[D[2]] == pytest.approx(after_buy - 400 * 10)
+
+
+def test_t_plus_1_binds_a_strategy_that_would_round_trip_in_one_session():
+    b = bars([(D[0], 10, 10, 10), (D[1], 10, 10.4, 10), (D[2], 10.2, 10.3, 10.4), (D[3], 10.3, 10.3, 10.3)])
+    cfg = dataclasses.replace(CFG, execution="open_to_close")
+    r = simulate(b, signal((D[0], True), (D[1], False), (D[2], False)), cfg)
+    # bought at D1's open, meant to sell at D1's close: T+1 forbids it, it sells at D2's open
+    assert r.blocked.to_dict("records") == [{"trade_date": D[1], "side": "sell", "reason": "t_plus_1"}]
+    assert list(zip(r.trades.trade_date, r.trades.side, r.trades.price, strict=True)) == [
+        (D[1], "buy", 10), (D[2], "sell", 10.2)]
+    assert r.metrics()["blocked_t_plus_1"] == 1
+    assert r.position.loc[D[1]] == 900  # held overnight
+
+
+def test_limit_up_is_dated_chinext_fills_at_plus_15_percent_only_after_the_reform():
+    def one(days):
+        b = bars([(days[0], 10, 10, 10), (days[1], 11.5, 11.5, 10), (days[2], 11.5, 11.6, 11.5)], symbol="300750.SZ")
+        return simulate(b, signal((days[0], True), (days[1], True)), CFG)
+
+    old = one([dt.date(2019, 3, 4), dt.date(2019, 3, 5), dt.date(2019, 3, 6)])
+    new = one([dt.date(2021, 3, 1), dt.date(2021, 3, 2), dt.date(2021, 3, 3)])
+    # 11.5 is beyond the 2019 limit-up (11.00): no fill; in 2021 the limit-up is 12.00
+    assert old.blocked.reason.tolist() == ["limit_up"] and old.trades.trade_date.tolist() == [dt.date(2019, 3, 6)]
+    assert new.blocked.empty and new.trades.trade_date.tolist() == [dt.date(2021, 3, 2)]
+
+
+def test_delisted_position_closes_at_its_last_price_and_suspensions_are_counted():
+    facts = InstrumentFacts(listings=pd.DataFrame([{"symbol": STOCK, "list_date": dt.date(2001, 8, 27),
+                                                    "delist_date": D[4], "source": "test"}]))
+    b = bars([(D[0], 10, 10, 10), (D[1], 10, 10, 10), (D[3], 9, 9.5, 10)])  # D2 suspended, D3 last bar
+    r = simulate(b, signal((D[0], True), (D[1], False), (D[3], False)), CFG, facts=facts)
+    assert r.blocked.to_dict("records") == [{"trade_date": D[2], "side": "sell", "reason": "suspended"}]
+    assert r.trades.side.tolist() == ["buy", "delist"]
+    last = r.trades.iloc[-1]
+    assert (last.trade_date, last.price, last.shares) == (D[3], 9.5, 900)
+    assert r.position.loc[D[3]] == 0 and r.equity.loc[D[3]] == pytest.approx(last.cash_after)
+    m = r.metrics()
+    assert (m["delisted"], m["blocked_suspended"]) == (1, 1)
+    # without the delisting fact, the position is simply still held
+    assert simulate(b, signal((D[0], True)), CFG).metrics()["delisted"] == 0
+
+
+def test_predictions_trade_on_adjusted_holdings_from_an_adj_factor_frame():
+    b = bars([(D[0], 20, 20, 20), (D[1], 20, 20, 20), (D[2], 10, 10, 10)])
+    adj = pd.DataFrame({"symbol": STOCK, "trade_date": D[:3], "adj_factor": [1.0, 1.0, 2.0]})
+    preds = pd.DataFrame({"symbol": STOCK, "trade_date": D[:2], "pred_return": [0.01, 0.01]})
+    r = simulate_predictions(b, preds, CFG, adj_factor=adj)
+    assert r.equity.loc[D[2]] == pytest.approx(r.equity.loc[D[1]])

@@ -92,12 +92,15 @@ def test_pre_close_of_the_first_requested_row_comes_from_the_row_before_start(tm
     assert bars["pre_close"].iloc[0] == prev
 
 
-def test_the_files_first_row_only_seeds_pre_close(tmp_path):
+def test_the_files_first_row_is_kept_without_pre_close(tmp_path):
     write_yahoo(tmp_path / "600519.SH.csv", "600519.SH")
     p = FileProvider(tmp_path)
     bars = p.fetch(["600519.SH"], FILE_START, END)
-    assert bars["trade_date"].iloc[0] == sessions_in_range(FILE_START, END)[1]
-    assert p.last_fetch_report["600519.SH"]["first_row_dropped"] is True
+    first = sessions_in_range(FILE_START, END)[0]
+    assert bars["trade_date"].iloc[0] == first and np.isnan(bars["pre_close"].iloc[0])
+    assert bars["pre_close"].iloc[1] == bars["close"].iloc[0]
+    assert len(bars) == len(synthetic("600519.SH"))  # every row of the file lands
+    assert p.last_fetch_report["600519.SH"]["first_row_without_pre_close"] == first.isoformat()
 
 
 def test_date_index_parquet_and_csv(tmp_path):
@@ -162,7 +165,7 @@ def test_foreign_ticker_needs_a_calendar_and_uses_its_sessions(tmp_path):
         FileProvider(tmp_path, calendar="NOPE").fetch(["SPX"], START, END)
     p = FileProvider(tmp_path, calendar="XNYS")
     bars = p.fetch(["SPX"], START, END)
-    assert len(bars) == n - 1 and bars["symbol"].eq("SPX").all()
+    assert len(bars) == n and bars["symbol"].eq("SPX").all()
     # 2024-01-15 (MLK day) and 2024-02-19 are weekdays but not NYSE sessions
     assert p.last_fetch_report["SPX"]["non_session_dates"] == ["2024-01-15", "2024-02-19"]
     per_symbol = FileProvider(tmp_path, calendars={"SPX": "XNYS"}).fetch(["SPX"], START, END)
@@ -198,7 +201,7 @@ def test_missing_source_or_file_is_a_config_error(tmp_path):
     p = make_provider(settings.replace(symbols=["600519.SH"]))
     assert p.name == "file" and p.available_symbols() == ["600519.SH"]
     sessions = sessions_in_range(FILE_START, END)
-    assert p.date_range(["600519.SH"]) == (sessions[1], sessions[-1])  # the first row seeds pre_close
+    assert p.date_range(["600519.SH"]) == (sessions[0], sessions[-1])
 
 
 def test_ingest_fills_the_raw_layer_like_synthetic_and_reimport_is_idempotent(tmp_path):
@@ -225,3 +228,55 @@ def test_unparseable_dates_name_the_file_and_column(tmp_path):
                   "Adj Close": 1, "Volume": 1}).to_csv(tmp_path / "600519.SH.csv", index=False)
     with pytest.raises(FatalProviderError, match=r"600519\.SH\.csv: column 'Date': cannot parse dates like 'yesterday'"):
         FileProvider(tmp_path).fetch(["600519.SH"], START, END)
+
+
+def write_defective_yahoo(path, symbol):
+    """A Yahoo file with row-level defects: an identical duplicate, a date twice with different
+    values, a null row on a session and a Yahoo ``null`` row on a holiday."""
+    b = synthetic(symbol)
+    df = pd.DataFrame({"Date": [d.isoformat() for d in b["trade_date"]], "Open": b["open"], "High": b["high"],
+                       "Low": b["low"], "Close": b["close"], "Adj Close": b["close"], "Volume": b["volume"]})
+    df = df.astype(object)
+    same, twice, empty = 10, 20, 30
+    dup = df.iloc[[twice]].copy()
+    dup["Close"] = float(dup["Close"].iloc[0]) * 1.01
+    df.iloc[empty, 1:] = "null"
+    holiday = pd.DataFrame([{"Date": "2024-02-12", **{c: "null" for c in df.columns[1:]}}])  # Spring Festival
+    df = pd.concat([df, df.iloc[[same]], dup, holiday], ignore_index=True)
+    df.to_csv(path, index=False)
+    return b, {"same": b["trade_date"].iloc[same], "twice": b["trade_date"].iloc[twice],
+               "empty": b["trade_date"].iloc[empty]}
+
+
+def test_row_level_defects_do_not_reject_the_file(tmp_path):
+    b, days = write_defective_yahoo(tmp_path / "600519.SH.csv", "600519.SH")
+    p = FileProvider(tmp_path)
+    bars = p.fetch(["600519.SH"], FILE_START, END)
+    counts = bars["trade_date"].value_counts()
+    assert counts[days["same"]] == 1 and counts[days["twice"]] == 2  # collapsed / both kept
+    assert np.isnan(bars.loc[bars["trade_date"] == days["empty"], "close"]).all()  # kept, for quarantine
+    assert dt.date(2024, 2, 12) not in set(bars["trade_date"])
+    assert len(bars) == len(b) + 1
+    note = p.last_fetch_report["600519.SH"]
+    assert note["duplicate_rows_collapsed"] == 1 and note["duplicate_dates"] == [days["twice"].isoformat()]
+    assert note["rows_without_close"] == 1 and note["dropped_null_rows_off_session"] == 1
+
+
+def test_side_files_give_listings_st_periods_and_limit_prices(tmp_path):
+    write_yahoo(tmp_path / "600519.SH.csv", "600519.SH")
+    pd.DataFrame({"symbol": ["600519.SH", "000001.SZ"], "list_date": ["2001-08-27", "1991-04-03"]}).to_csv(
+        tmp_path / "_listings.csv", index=False)
+    pd.DataFrame({"symbol": ["600519.SH"], "start_date": ["20240105"], "end_date": [""], "name": ["ST茅台"]}).to_csv(
+        tmp_path / "_st_periods.csv", index=False)
+    pd.DataFrame({"symbol": ["600519.SH"], "trade_date": ["2024-01-02"], "up_limit": [1900.0],
+                  "down_limit": [1500.0]}).to_csv(tmp_path / "_stk_limit.csv", index=False)
+    p = FileProvider(tmp_path)
+    assert p.available_symbols() == ["600519.SH"]  # side files are not symbols
+    f = p.fetch_instrument_facts(["600519.SH"], START, END)
+    assert f.listing("600519.SH") == (dt.date(2001, 8, 27), None)
+    st = f.st_periods.iloc[0]
+    assert (st["start_date"], st["end_date"], st["name"]) == (dt.date(2024, 1, 5), None, "ST茅台")
+    assert f.stk_limit[["up_limit", "down_limit"]].iloc[0].tolist() == [1900.0, 1500.0]
+    assert f.sources() == {"listings": ["file"], "st_periods": ["file"], "stk_limit": ["file"]}
+    bare = FileProvider(tmp_path / "600519.SH.csv").fetch_instrument_facts(["600519.SH"], START, END)
+    assert bare.listings.empty and bare.st_periods.empty and bare.stk_limit.empty

@@ -6,8 +6,11 @@ thousand CNY, ``trade_date`` as ``YYYYMMDD``. Prices come from the synthetic mar
 test can compare what the tushare provider stored with ``SyntheticProvider`` output.
 
 Supported: ``daily`` (one or several comma-separated codes, or ``trade_date=`` for the
-whole ``market``), ``index_daily``, ``adj_factor``, ``trade_cal``; row caps (daily 6000,
-index_daily 8000) with ``offset``/``limit``; bad-token, permission and rate-limit messages;
+whole ``market``), ``index_daily``, ``adj_factor``, ``trade_cal``, ``stk_limit`` (limit
+prices from the dated rules, ``limit_prices`` overrides per (code, date)), ``stock_basic``
+(``list_status`` L by default, as the real API; D for ``delisted`` codes) and ``namechange``
+(the synthetic market's ST periods as name rows, each ST row sent twice as the real API
+repeats rows); row caps (daily 6000, index_daily 8000, stk_limit 5800) with ``offset``/``limit``; bad-token, permission and rate-limit messages;
 scripted faults (``faults``: "http500", "rate", "garbage") and an HTTP 500 every
 ``http500_every`` requests; ``unpublished`` dates that have no rows yet; ``listed`` dates
 before which a code has no rows.
@@ -32,10 +35,12 @@ import pandas as pd
 
 from kline.calendar import A_SHARE_CALENDAR, calendar_bounds, sessions_in_range
 from kline.instruments import instrument
-from kline.providers.synthetic import SyntheticProvider
+from kline.providers.synthetic import SyntheticProvider, synthetic_facts
+from kline.rules import limit_table
 
 TOKEN = "test-token-0123456789abcdef"
-ROW_CAPS = {"daily": 6000, "index_daily": 8000, "adj_factor": 6000, "trade_cal": 6000}
+ROW_CAPS = {"daily": 6000, "index_daily": 8000, "adj_factor": 6000, "trade_cal": 6000, "stk_limit": 5800,
+            "stock_basic": 6000, "namechange": 6000}
 # a small "whole market" for trade_date= queries
 MARKET: tuple[str, ...] = tuple(
     [f"6000{i:02d}.SH" for i in range(10, 30)] + [f"0000{i:02d}.SZ" for i in range(1, 21)]
@@ -72,6 +77,8 @@ class TushareServer:
         faults: Iterable[str] = (),
         trade_cal_closed: Iterable[dt.date] = (),
         trade_cal_through: dt.date = dt.date(2026, 12, 31),
+        delisted: dict[str, dt.date] | None = None,
+        limit_prices: dict[tuple[str, dt.date], tuple[float, float]] | None = None,
     ):
         self.tokens = set(tokens)
         self.market = tuple(market)
@@ -84,6 +91,8 @@ class TushareServer:
         self.faults: deque[str] = deque(faults)
         self.trade_cal_closed = set(trade_cal_closed)  # open in XSHG, closed here
         self.trade_cal_through = trade_cal_through  # the last day of the last published year
+        self.delisted = dict(delisted or {})  # code -> delist date (list_status D)
+        self.limit_prices = dict(limit_prices or {})  # (code, date) -> (up_limit, down_limit)
         self.row_caps = dict(ROW_CAPS)
         self.requests: list[dict] = []  # {"api_name", "params", "fields", "token"}
         self._stamps: deque[float] = deque()
@@ -128,6 +137,65 @@ class TushareServer:
             items.append([r.symbol, r.trade_date.strftime("%Y%m%d"), r.open, r.high, r.low, r.close, r.pre_close,
                           change, round(100 * change / r.pre_close, 4), r.volume / 100.0, r.amount / 1000.0])
         return BAR_FIELDS, items
+
+    def _rows_stk_limit(self, p: dict) -> tuple[list[str], list[list]]:
+        fields = ["trade_date", "ts_code", "pre_close", "up_limit", "down_limit"]
+        _, bars = self._rows_bars("daily", p)
+        items = []
+        by_code: dict[str, list] = {}
+        for r in bars:
+            by_code.setdefault(r[0], []).append(r)
+        facts = synthetic_facts(self.synthetic.seed, list(by_code))
+        for code, rows in by_code.items():
+            days = [_d(r[1]) for r in rows]
+            lim = limit_table(code, days, facts)
+            for i, (r, d) in enumerate(zip(rows, days, strict=True)):
+                pre = r[6]
+                if (code, d) in self.limit_prices:
+                    up, down = self.limit_prices[(code, d)]
+                else:
+                    down, up = lim.at(i).prices(pre)
+                    if not np.isfinite(up):  # no limit (a listing's first sessions): none published
+                        continue
+                items.append([r[1], code, pre, up, down])
+        return fields, items
+
+    def _codes(self, p: dict) -> list[str]:
+        codes = [c for c in p.get("ts_code", "").split(",") if c]
+        return codes or [s for s in self.market if not instrument(s).is_index]
+
+    def _rows_stock_basic(self, p: dict) -> tuple[list[str], list[list]]:
+        fields = ["ts_code", "symbol", "name", "market", "list_date", "delist_date", "list_status"]
+        status = str(p.get("list_status") or "L")
+        codes = [c for c in self._codes(p) if not instrument(c).is_index]
+        facts = synthetic_facts(self.synthetic.seed, codes)
+        items = []
+        for code, listed in zip(facts.listings["symbol"], facts.listings["list_date"], strict=True):
+            listed = self.listed.get(code, listed)
+            gone = self.delisted.get(code)
+            if ("D" if gone else "L") != status:
+                continue
+            items.append([code, code[:6], f"股票{code[:6]}", instrument(code).board, listed.strftime("%Y%m%d"),
+                          gone.strftime("%Y%m%d") if gone else None, status])
+        return fields, items
+
+    def _rows_namechange(self, p: dict) -> tuple[list[str], list[list]]:
+        fields = ["ts_code", "name", "start_date", "end_date", "ann_date", "change_reason"]
+        codes = [c for c in self._codes(p) if not instrument(c).is_index]
+        facts = synthetic_facts(self.synthetic.seed, codes)
+        items = []
+        ymd = lambda d: d.strftime("%Y%m%d") if d else None  # noqa: E731
+        for code, listed in zip(facts.listings["symbol"], facts.listings["list_date"], strict=True):
+            plain = f"股票{code[:6]}"
+            st = facts.st_periods[facts.st_periods["symbol"] == code]
+            start = listed
+            for r in st.itertuples(index=False):
+                items.append([code, plain, ymd(start), ymd(r.start_date - dt.timedelta(days=1)), ymd(start), "新股上市"])
+                row = [code, r.name, ymd(r.start_date), ymd(r.end_date), ymd(r.start_date), "ST"]
+                items += [row, list(row)]  # the real API repeats rows
+                start = r.end_date + dt.timedelta(days=1)
+            items.append([code, plain, ymd(start), None, ymd(start), "撤销ST" if len(st) else "新股上市"])
+        return fields, items
 
     def _rows_trade_cal(self, p: dict) -> tuple[list[str], list[list]]:
         start, end = _d(p.get("start_date", "20000101")), _d(p.get("end_date", "20261231"))
@@ -175,6 +243,13 @@ class TushareServer:
         elif api == "trade_cal":
             fields, items = self._rows_trade_cal(p)
             items.sort(key=lambda r: r[1], reverse=True)
+        elif api == "stk_limit":
+            fields, items = self._rows_stk_limit(p)
+            items.sort(key=lambda r: (r[0], r[1]), reverse=True)
+        elif api == "stock_basic":
+            fields, items = self._rows_stock_basic(p)
+        elif api == "namechange":
+            fields, items = self._rows_namechange(p)
         else:
             return 200, self._msg(40101, f"接口名称{api}不存在")
         want = [f.strip() for f in str(body.get("fields") or "").split(",") if f.strip()]
