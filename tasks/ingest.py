@@ -11,6 +11,7 @@ from prefect.tasks import exponential_backoff
 from kline.ingestion import ingest_range
 from kline.lake import Lake
 from kline.providers import is_transient, make_provider
+from tasks import events
 from tasks._common import settings_from
 from tasks.secrets import prefect_secret_loader
 
@@ -62,7 +63,7 @@ def ingest_chunk(
     """
     s = settings_from(settings).replace(symbols=symbols)
     provider = make_provider(s, token_loader=prefect_secret_loader if s.tushare.secret_block else None)
-    return ingest_range(
+    ref = ingest_range(
         provider,
         Lake(lake_root),
         symbols,
@@ -70,3 +71,7 @@ def ingest_chunk(
         dt.date.fromisoformat(end),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
     )
+    events.emit(events.INGESTED, events.data_resource(lake_root, "raw.bars"), "raw bars", lake_root, symbols,
+                {"start": start, "end": end, "rows": ref.get("rows"), "provider": s.provider,
+                 "content_hash": ref.get("content_hash")})
+    return ref

@@ -26,6 +26,7 @@ from kline.report import (
     metrics_rows,
     render_report,
 )
+from tasks import events
 from tasks._common import STAGE_CACHE
 
 SUMMARY_KEY = "kline-report-summary"
@@ -130,6 +131,8 @@ def report(
     lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
     files["report.html"] = f"{folder}/report.html"  # last: its presence means the report is whole
     lake.atomic_write_text(files["report.html"], rep.html)
+    events.emit(events.REPORT_PUBLISHED, f"kline.report.{events.lake_id(lake_root)}.{run_date}", f"report {run_date}",
+                lake_root, symbols, {"run_date": run_date, "path": files["report.html"], "summary": rep.summary})
     artifacts = []
     if _in_run_context():
         artifacts = publish_artifacts(run_date, rep.summary_markdown, metrics_rows(forecast, strategy),
