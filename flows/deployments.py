@@ -5,30 +5,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron
 
 from flows.backfill import backfill_flow
 from flows.daily import daily_flow
+from kline.config import Settings
 
 DAILY_CRON = "0 18 * * 1-5"  # after the close and the vendors' evening update
 DAILY_TIMEZONE = "Asia/Shanghai"
+# one daily run at a time; a second one waits (AwaitingConcurrencySlot) instead of overlapping
+DAILY_CONCURRENCY = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
-def build_deployments(parameters: dict[str, Any] | None = None) -> list:
-    """``daily`` (scheduled) and ``backfill`` (on demand) runner deployments."""
+def build_deployments(parameters: dict[str, Any] | None = None, settings: Settings | None = None) -> list:
+    """``daily`` (scheduled, one run at a time) and ``backfill`` (on demand) runner
+    deployments, with the run timeouts of ``settings.alerts`` (0 = none)."""
+    alerts = (settings or Settings()).alerts
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
-    daily = daily_flow.to_deployment(
+    daily = daily_flow.with_options(timeout_seconds=alerts.daily_timeout_s or None).to_deployment(
         name="daily",
         schedules=[Cron(DAILY_CRON, timezone=DAILY_TIMEZONE)],
         parameters=params,
         tags=["kline", "daily"],
+        concurrency_limit=DAILY_CONCURRENCY,
     )
-    backfill = backfill_flow.to_deployment(name="backfill", parameters=params, tags=["kline", "backfill"])
+    backfill = backfill_flow.with_options(timeout_seconds=alerts.backfill_timeout_s or None).to_deployment(
+        name="backfill", parameters=params, tags=["kline", "backfill"])
     return [daily, backfill]
 
 
-def serve_deployments(parameters: dict[str, Any] | None = None, limit: int | None = None) -> None:
-    """Serve both deployments from this process until interrupted."""
+def serve_deployments(parameters: dict[str, Any] | None = None, limit: int | None = None,
+                      settings: Settings | None = None) -> None:
+    """Serve both deployments from this process until interrupted. Stopping it leaves the
+    daily schedule active (Prefect's default would pause it): a restart resumes the service."""
     from prefect import serve
 
-    serve(*build_deployments(parameters), limit=limit)
+    serve(*build_deployments(parameters, settings), limit=limit, pause_on_shutdown=False)

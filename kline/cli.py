@@ -217,13 +217,43 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _setup(settings, check: bool) -> int:
+    """Create or update (or, with ``check``, only compare) kline's objects on the server."""
+    from kline.config import ConfigError
+    from kline.monitoring import check_alerts
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("setup needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    try:
+        check_alerts(settings.alerts)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    from flows import operations
+
+    if check:
+        changes = operations.drift(settings)
+        for c in changes:
+            print(f"drift: {c}")
+        print("no drift" if not changes else f"{len(changes)} object(s) differ: run `kline setup`")
+        return EXIT_FAILED if changes else EXIT_OK
+    for c in operations.apply(settings):
+        print(c)
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    return _setup(_settings(args), args.check)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.deployments import serve_deployments
 
-    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai) and "
-          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop")
-    serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit)
+    if not args.no_setup and os.environ.get("PREFECT_API_URL"):
+        _setup(settings, check=False)
+    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai, one run at a time) and "
+          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop (the schedule stays active)")
+    serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit, settings=settings)
     return EXIT_OK
 
 
@@ -270,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments from this process")
     _add_common(p, data=False)
     p.add_argument("--limit", type=int, help="most flow runs at once")
+    p.add_argument("--no-setup", action="store_true",
+                   help="do not run `kline setup` first (it runs when PREFECT_API_URL names a server)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("setup", help="create or update the work pool, vendor budget, alert block and automations "
+                                     "on the Prefect server at PREFECT_API_URL (idempotent)")
+    _add_common(p, data=False)
+    p.add_argument("--check", action="store_true", help="change nothing; list what differs and exit 1 if anything does")
+    p.set_defaults(func=cmd_setup)
     return parser
 
 

@@ -11,9 +11,11 @@ from prefect.tasks import exponential_backoff
 from kline.ingestion import ingest_range
 from kline.lake import Lake
 from kline.providers import is_transient, make_provider
-from tasks import events
+from tasks import budget, events
 from tasks._common import settings_from
 from tasks.secrets import prefect_secret_loader
+
+budget.install()  # tushare calls share the server's vendor budget where one is set up
 
 
 def retry_transient_only(task, task_run, state) -> bool:
