@@ -18,11 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from e2e import test_server
 from e2e.test_server import BIN, _free_port, _wait
-from e2e.test_server import server as _server  # noqa: F401 - registers the `server` fixture here
 from helpers_pipeline import fast_config
 
 pytestmark = pytest.mark.e2e
+prefect_server = test_server.server  # the same module-scoped fixture: a server of this module's own
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,63 +73,63 @@ def write_config(tmp_path: Path, receiver: Receiver | None, name: str = "kline.t
     return path
 
 
-def kline(server, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "kline"), *args], env=server["env"], cwd=cwd, capture_output=True, text=True,
+def kline(prefect_server, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "kline"), *args], env=prefect_server["env"], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
 
 
-def setup(server, cfg: Path) -> str:
-    out = kline(server, "setup", "--config", str(cfg), cwd=cfg.parent, timeout=120)
+def setup(prefect_server, cfg: Path) -> str:
+    out = kline(prefect_server, "setup", "--config", str(cfg), cwd=cfg.parent, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
 
 @pytest.fixture
-def client(server):
+def client(prefect_server):
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: server["url"]}):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server["url"]}):
         with get_client(sync_client=True) as c:
             yield c
 
 
-def read_events(server, name: str) -> list[dict]:
+def read_events(prefect_server, name: str) -> list[dict]:
     body = {"filter": {"event": {"name": [name]}, "occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 50}
-    r = httpx.post(f"{server['url']}/events/filter", json=body, timeout=10)
+    r = httpx.post(f"{prefect_server['url']}/events/filter", json=body, timeout=10)
     r.raise_for_status()
     return r.json()["events"]
 
 
-def test_setup_twice_changes_nothing_and_check_reports_drift(server, receiver, tmp_path, client):
+def test_setup_twice_changes_nothing_and_check_reports_drift(prefect_server, receiver, tmp_path, client):
     cfg = write_config(tmp_path, receiver)
-    setup(server, cfg)
-    second = setup(server, cfg).splitlines()
+    setup(prefect_server, cfg)
+    second = setup(prefect_server, cfg).splitlines()
     assert len(second) == 9 and all(line.endswith(": unchanged") for line in second), second
-    check = kline(server, "setup", "--check", "--config", str(cfg), cwd=tmp_path)
+    check = kline(prefect_server, "setup", "--check", "--config", str(cfg), cwd=tmp_path)
     assert (check.returncode, check.stdout.strip()) == (0, "no drift")
 
     other = write_config(tmp_path, None, name="other.toml", webhook_url="http://127.0.0.1:9/elsewhere")
     other.write_text(other.read_text() + "[tushare]\ncalls_per_minute = 100\n")
     before = client.read_global_concurrency_limit_by_name("kline-tushare")
-    check = kline(server, "setup", "--check", "--config", str(other), cwd=tmp_path)
+    check = kline(prefect_server, "setup", "--check", "--config", str(other), cwd=tmp_path)
     assert check.returncode == 1
     assert "drift: concurrency limit kline-tushare: differs" in check.stdout
     assert "drift: block custom-webhook/kline-alerts: differs" in check.stdout
     after = client.read_global_concurrency_limit_by_name("kline-tushare")
     assert (after.limit, after.slot_decay_per_second) == (before.limit, before.slot_decay_per_second)  # unchanged
 
-    bad = kline(server, "setup", "--config", str(write_config(tmp_path, None, "bad.toml", webhook_url="nope")),
+    bad = kline(prefect_server, "setup", "--config", str(write_config(tmp_path, None, "bad.toml", webhook_url="nope")),
                 cwd=tmp_path)
     assert bad.returncode == 2 and "alerts.webhook_url" in bad.stderr
 
 
-def test_a_run_failing_at_train_sends_one_notification_naming_the_stage(server, receiver, tmp_path):
+def test_a_run_failing_at_train_sends_one_notification_naming_the_stage(prefect_server, receiver, tmp_path):
     cfg = write_config(tmp_path, receiver)
-    setup(server, cfg)
+    setup(prefect_server, cfg)
     cfg.write_text(cfg.read_text().replace("hidden = 8", "hidden = 0"))  # the LSTM refuses to be built
     t0 = time.monotonic()
-    run = kline(server, "run", "--date", "2024-03-13", "--lake", str(tmp_path / "lake"), "--config", str(cfg),
+    run = kline(prefect_server, "run", "--date", "2024-03-13", "--lake", str(tmp_path / "lake"), "--config", str(cfg),
                 cwd=tmp_path)
     assert run.returncode == 1, run.stdout + run.stderr
     note = receiver.wait_for("daily-2024-03-13", "at stage train", timeout=60)
@@ -139,11 +140,11 @@ def test_a_run_failing_at_train_sends_one_notification_naming_the_stage(server, 
     assert len(receiver.matching("daily-2024-03-13")) == 1
 
 
-def test_forced_decay_emits_an_event_and_a_notification(server, receiver, tmp_path):
+def test_forced_decay_emits_an_event_and_a_notification(prefect_server, receiver, tmp_path):
     cfg = write_config(tmp_path, receiver, decay_mase=0.01)  # any real model is "worse" than this
-    setup(server, cfg)
+    setup(prefect_server, cfg)
     lake = tmp_path / "lake"
-    run = kline(server, "run", "--date", "2024-03-12", "--lake", str(lake), "--config", str(cfg), cwd=tmp_path)
+    run = kline(prefect_server, "run", "--date", "2024-03-12", "--lake", str(lake), "--config", str(cfg), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     note = receiver.wait_for("has decayed", timeout=60)
     assert "threshold 0.01" in note["body"]
@@ -151,7 +152,7 @@ def test_forced_decay_emits_an_event_and_a_notification(server, receiver, tmp_pa
     from tasks.events import lake_id
 
     def ours() -> list[dict]:
-        return [e for e in read_events(server, "kline.model.decayed")
+        return [e for e in read_events(prefect_server, "kline.model.decayed")
                 if e["resource"].get("kline.lake") == lake_id(str(lake))]
 
     _wait(ours, 30, "the decayed event")
@@ -167,14 +168,14 @@ def test_forced_decay_emits_an_event_and_a_notification(server, receiver, tmp_pa
     assert roles["flow"] == {"kline-daily"} and "flow-run" in roles
 
 
-def test_a_scheduled_run_nobody_picks_up_turns_late_and_notifies(server, receiver, tmp_path, client):
+def test_a_scheduled_run_nobody_picks_up_turns_late_and_notifies(prefect_server, receiver, tmp_path, client):
     from prefect.client.schemas.objects import StateType
     from prefect.states import Scheduled
 
     from flows.daily import daily_flow
 
     cfg = write_config(tmp_path, receiver, late_after_s=10)
-    setup(server, cfg)
+    setup(prefect_server, cfg)
     # a deployment of the daily flow that no runner serves
     dep_id = daily_flow.to_deployment(name="late-probe", parameters={"lake": str(tmp_path / "lake")}).apply()
     run = client.create_flow_run_from_deployment(dep_id, state=Scheduled(scheduled_time=dt.datetime.now(dt.UTC)))
@@ -206,7 +207,7 @@ print(json.dumps(stamps), flush=True)
 """
 
 
-def test_processes_share_one_tushare_budget(server, receiver, tmp_path, client):
+def test_processes_share_one_tushare_budget(prefect_server, receiver, tmp_path, client):
     """Three processes draw on one budget through the real limiter and the server's limit.
 
     Scaled down: 30 calls per 15 s instead of per 60 s, for 60 s (four windows) instead of
@@ -220,12 +221,12 @@ def test_processes_share_one_tushare_budget(server, receiver, tmp_path, client):
     from kline.providers.tushare import RateLimiter
 
     calls, period, seconds, procs = 30, 15.0, 60.0, 3
-    setup(server, write_config(tmp_path, receiver))  # creates kline-tushare; rescaled below
+    setup(prefect_server, write_config(tmp_path, receiver))  # creates kline-tushare; rescaled below
     limit, decay, _ = RateLimiter.shared_bucket(calls, period)
     client.update_global_concurrency_limit("kline-tushare", GlobalConcurrencyLimitUpdate(
         limit=limit, slot_decay_per_second=decay, active=True, active_slots=0))
     workers = [subprocess.Popen([sys.executable, "-c", BUDGET_WORKER, "1000", str(period), str(seconds)],
-                                env={**server["env"], "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
+                                env={**prefect_server["env"], "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     try:
         for w in workers:  # each process's own limiter allows 1000: only the shared one binds
@@ -246,9 +247,9 @@ def test_processes_share_one_tushare_budget(server, receiver, tmp_path, client):
     print(f"{len(stamps)} calls in {seconds:.0f} s (budget {budget:.0f}); busiest {period:.0f} s window: {busiest}")
 
 
-def _start_serve(server, cfg: Path, lake: Path, log: Path, *extra: str) -> subprocess.Popen:
+def _start_serve(prefect_server, cfg: Path, lake: Path, log: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([str(BIN / "kline"), "serve", "--lake", str(lake), "--config", str(cfg), *extra],
-                            env=server["env"], cwd=cfg.parent, stdout=open(log, "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            env=prefect_server["env"], cwd=cfg.parent, stdout=open(log, "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
                             start_new_session=True)
 
 
@@ -261,13 +262,13 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule(server, receiver, tmp_path,
+def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule(prefect_server, receiver, tmp_path,
                                                                                     client):
     from prefect.deployments import run_deployment
 
     cfg = write_config(tmp_path, receiver)
     lake, log = tmp_path / "lake", tmp_path / "serve.log"
-    serve = _start_serve(server, cfg, lake, log)
+    serve = _start_serve(prefect_server, cfg, lake, log)
     try:
         def registered() -> bool:
             assert serve.poll() is None, log.read_text()[-3000:]
@@ -292,7 +293,7 @@ def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule
 
     dep = _deployment(client)
     assert not dep.paused and all(s.active for s in dep.schedules) and dep.schedules
-    serve = _start_serve(server, cfg, lake, log, "--no-setup")
+    serve = _start_serve(prefect_server, cfg, lake, log, "--no-setup")
     try:
         _wait(lambda: log.read_text().count("serving deployments") == 2, 120, "the restarted kline serve")
         time.sleep(3)
