@@ -303,7 +303,8 @@ def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule
         _stop(serve)
     dep = _deployment(client)
     assert not dep.paused and all(s.active for s in dep.schedules)
-    assert dep.concurrency_limit == 1 or getattr(dep, "global_concurrency_limit", None) is not None
+    assert dep.global_concurrency_limit.limit == 1
+    assert dep.concurrency_options.collision_strategy.value == "ENQUEUE"
 
 
 def _deployment(client):
