@@ -1,5 +1,7 @@
 """The two deployments as code, for ``kline serve`` (no work pool); ``prefect.yaml`` declares
-the same ones for ``prefect deploy`` and a process worker."""
+the same ones for ``prefect deploy`` and a process worker, with ``daily`` and ``backfill``
+below as entrypoints: the flows with the run timeouts of the worker's settings
+(``kline.toml`` in its working directory, ``KLINE_ALERTS_*``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from prefect.schedules import Cron
 
 from flows.backfill import backfill_flow
 from flows.daily import daily_flow
-from kline.config import Settings
+from kline.config import ConfigError, Settings, load_settings
 
 DAILY_CRON = "0 18 * * 1-5"  # after the close and the vendors' evening update
 DAILY_TIMEZONE = "Asia/Shanghai"
@@ -18,21 +20,37 @@ DAILY_TIMEZONE = "Asia/Shanghai"
 DAILY_CONCURRENCY = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
 
 
+def timed_flows(settings: Settings) -> tuple:
+    """The daily and backfill flows with ``settings.alerts``' run timeouts (0 = none)."""
+    a = settings.alerts
+    return (daily_flow.with_options(timeout_seconds=a.daily_timeout_s or None),
+            backfill_flow.with_options(timeout_seconds=a.backfill_timeout_s or None))
+
+
+def _worker_settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError:  # the run itself reports a bad config, with the file's name
+        return Settings()
+
+
+daily, backfill = timed_flows(_worker_settings())
+
+
 def build_deployments(parameters: dict[str, Any] | None = None, settings: Settings | None = None) -> list:
     """``daily`` (scheduled, one run at a time) and ``backfill`` (on demand) runner
     deployments, with the run timeouts of ``settings.alerts`` (0 = none)."""
-    alerts = (settings or Settings()).alerts
+    timed_daily, timed_backfill = timed_flows(settings or Settings())
     params = {k: v for k, v in (parameters or {}).items() if v is not None}
-    daily = daily_flow.with_options(timeout_seconds=alerts.daily_timeout_s or None).to_deployment(
+    daily_dep = timed_daily.to_deployment(
         name="daily",
         schedules=[Cron(DAILY_CRON, timezone=DAILY_TIMEZONE)],
         parameters=params,
         tags=["kline", "daily"],
         concurrency_limit=DAILY_CONCURRENCY,
     )
-    backfill = backfill_flow.with_options(timeout_seconds=alerts.backfill_timeout_s or None).to_deployment(
-        name="backfill", parameters=params, tags=["kline", "backfill"])
-    return [daily, backfill]
+    backfill_dep = timed_backfill.to_deployment(name="backfill", parameters=params, tags=["kline", "backfill"])
+    return [daily_dep, backfill_dep]
 
 
 def serve_deployments(parameters: dict[str, Any] | None = None, limit: int | None = None,
