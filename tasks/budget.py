@@ -53,13 +53,16 @@ def shared_limit_exists() -> bool:
     return exists
 
 
-def prefect_gate(limiter: RateLimiter) -> None:
-    """Take one call's slots of the shared budget, waiting as long as it takes."""
-    if not shared_limit_exists():
-        return
+def prefect_gate(limiter: RateLimiter) -> float:
+    """Take one call's slots of the shared budget, waiting as long as it takes; the seconds
+    waited. No configured server (a temporary one per command) or no limit on it: 0, at once."""
+    if not _api_url() or not shared_limit_exists():
+        return 0.0
     from prefect.concurrency.sync import rate_limit
 
+    t0 = time.monotonic()
     rate_limit(TUSHARE_LIMIT, occupy=limiter.SLOTS_PER_CALL, strict=True)
+    return time.monotonic() - t0
 
 
 def install() -> None:

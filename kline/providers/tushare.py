@@ -62,8 +62,8 @@ class RateLimiter:
     and workers share one vendor budget; ``shared_bucket`` gives that limit's parameters.
     """
 
-    # fn(limiter), called once per call after the local window admitted it
-    shared_gate: ClassVar[Callable[[RateLimiter], None] | None] = None
+    # fn(limiter) -> seconds it waited, called once per call after the local window admitted it
+    shared_gate: ClassVar[Callable[[RateLimiter], float] | None] = None
     # the server decays whole slots and drops the fraction at each acquisition: count a call
     # as 10 slots so at most a tenth of a call is lost per acquisition
     SLOTS_PER_CALL: ClassVar[int] = 10
@@ -109,9 +109,7 @@ class RateLimiter:
                 self._sleep(pause)
             gate = RateLimiter.shared_gate
             if gate is not None:
-                t0 = time.monotonic()
-                gate(self)
-                self.waited_s += time.monotonic() - t0
+                self.waited_s += gate(self) or 0.0
 
 
 def resolve_token(cfg: TushareConfig, token_loader: Callable[[str], str] | None = None,

@@ -314,3 +314,23 @@ def _deployment(client):
         return client.read_deployment_by_name("kline-daily/daily")
     except ObjectNotFound:
         return None
+
+
+def test_deployments_run_one_daily_at_a_time_with_the_timeouts_of_the_settings():
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    from flows.deployments import timed_flows
+    from kline.config import Settings
+
+    settings = Settings().replace(alerts={"daily_timeout_s": 600, "backfill_timeout_s": 0})
+    daily, backfill = timed_flows(settings)
+    assert (daily.name, daily.timeout_seconds) == ("kline-daily", 600)
+    assert (backfill.name, backfill.timeout_seconds) == ("kline-backfill", None)
+    assert daily.on_failure_hooks and daily.on_crashed_hooks  # the failure alert survives with_options
+
+    spec = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    assert spec["daily"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
+    assert "concurrency_limit" not in spec["backfill"]
+    flow = load_flow_from_entrypoint(str(REPO / spec["daily"]["entrypoint"]))
+    assert (flow.name, flow.timeout_seconds) == ("kline-daily", Settings().alerts.daily_timeout_s)

@@ -54,16 +54,18 @@ def test_every_call_passes_the_shared_gate_after_the_local_window(monkeypatch):
         clock["t"] += s
 
     lim = RateLimiter(2, 60.0, clock=lambda: clock["t"], sleep=sleep)
-    monkeypatch.setattr(RateLimiter, "shared_gate", lambda limiter: seen.append((len(limiter._stamps), limiter.calls)))
+    monkeypatch.setattr(RateLimiter, "shared_gate",
+                        lambda limiter: seen.append((len(limiter._stamps), limiter.calls)) or 1.5)
     for _ in range(5):
         lim.acquire()
     assert len(seen) == 5 and all(n >= 1 for n, _ in seen)  # admitted locally first
     assert clock["t"] == 120.0  # the local window still applies
+    assert lim.waited_s == 120.0 + 5 * 1.5  # and the time spent at the gate is counted
 
 
 def test_the_provider_passes_the_gate_once_per_http_call(tushare_srv, monkeypatch):
     gate_calls: list[int] = []
-    monkeypatch.setattr(RateLimiter, "shared_gate", lambda limiter: gate_calls.append(1))
+    monkeypatch.setattr(RateLimiter, "shared_gate", lambda limiter: gate_calls.append(1) or 0.0)
     p = TushareProvider(TushareConfig(url=tushare_srv.url, calls_per_minute=100_000), token=TOKEN)
     p.fetch(["600519.SH", "000001.SH"], dt.date(2024, 1, 2), dt.date(2024, 1, 31))
     assert p.calls > 0 and len(gate_calls) == p.calls
