@@ -167,6 +167,14 @@ def test_forced_decay_emits_an_event_and_a_notification(prefect_server, receiver
     assert roles["symbol"] == {"000001.SH", "600519.SH"}
     assert roles["flow"] == {"kline-daily"} and "flow-run" in roles
 
+    # the run's other domain events are on the feed too, about the same lake
+    for name in ("kline.data.ingested", "kline.model.trained", "kline.report.published"):
+        mine = [e for e in read_events(prefect_server, name) if e["resource"].get("kline.lake") == lake_id(str(lake))]
+        assert len(mine) == 1 and mine[0]["resource"]["kline.severity"] == "info", name
+    (published,) = [e for e in read_events(prefect_server, "kline.report.published")
+                    if e["resource"].get("kline.lake") == lake_id(str(lake))]
+    assert published["payload"]["path"] == str(lake / "reports" / "2024-03-12" / "report.html")
+
 
 def test_a_scheduled_run_nobody_picks_up_turns_late_and_notifies(prefect_server, receiver, tmp_path, client):
     from prefect.client.schemas.objects import StateType
@@ -334,3 +342,11 @@ def test_deployments_run_one_daily_at_a_time_with_the_timeouts_of_the_settings()
     assert "concurrency_limit" not in spec["backfill"]
     flow = load_flow_from_entrypoint(str(REPO / spec["daily"]["entrypoint"]))
     assert (flow.name, flow.timeout_seconds) == ("kline-daily", Settings().alerts.daily_timeout_s)
+
+
+def test_setup_refuses_without_a_server(monkeypatch, capsys):
+    from kline.cli import main
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["setup"]) == 2
+    assert "PREFECT_API_URL" in capsys.readouterr().err
