@@ -197,6 +197,26 @@ def test_a_scheduled_run_nobody_picks_up_turns_late_and_notifies(prefect_server,
         client.delete_deployment(dep_id)
 
 
+def test_a_daily_run_running_too_long_notifies(prefect_server, receiver, tmp_path, client):
+    """The run's states are set through the API (a run that hangs, without waiting for one)."""
+    from prefect.states import Cancelled, Pending, Running
+
+    from flows.daily import daily_flow
+
+    setup(prefect_server, write_config(tmp_path, receiver, running_after_s=10))
+    run = client.create_flow_run(daily_flow, name="daily-hanging-probe", parameters={"lake": str(tmp_path / "lake")},
+                                 state=Pending())
+    try:
+        client.set_flow_run_state(run.id, Running(), force=True)
+        t0 = time.monotonic()
+        note = receiver.wait_for("daily-hanging-probe", "is still running", timeout=90)
+        assert time.monotonic() - t0 >= 10 - 1  # not before running_after_s
+        assert "Running for 10 s" in note["body"]
+    finally:
+        client.set_flow_run_state(run.id, Cancelled(), force=True)
+        client.delete_flow_run(run.id)
+
+
 BUDGET_WORKER = """
 import json, sys, time
 from kline.providers.tushare import RateLimiter
