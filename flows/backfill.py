@@ -45,7 +45,7 @@ def _progress(done: int, total: int, label: str, artifact_id) -> None:
 
 
 @flow(name="kline-backfill", flow_run_name="backfill-{start}-{end}", log_prints=True,
-      on_failure=[publish_failure])
+      on_failure=[publish_failure], on_crashed=[publish_failure])
 def backfill_flow(
     start: str,
     end: str,

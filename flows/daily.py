@@ -18,7 +18,8 @@ def daily_run_name() -> str:
     return f"daily-{params.get('run_date') or default_run_date()}"
 
 
-@flow(name="kline-daily", flow_run_name=daily_run_name, log_prints=True, on_failure=[publish_failure])
+@flow(name="kline-daily", flow_run_name=daily_run_name, log_prints=True, on_failure=[publish_failure],
+      on_crashed=[publish_failure])
 def daily_flow(
     run_date: str | None = None,
     symbols: list[str] | None = None,

@@ -51,10 +51,13 @@ def _from_tasks(failed: list[dict]) -> dict | None:
 
 
 def publish_failure(flow, flow_run, state) -> None:
-    """``on_failure`` hook: a markdown artifact (key ``pipeline-failure``) on the flow run."""
+    """``on_failure`` / ``on_crashed`` hook: a markdown artifact (key ``pipeline-failure``) on
+    the flow run, then a ``kline.run.failed`` event carrying it (what the failure alert sends)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tasks.events import emit_run_failed
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
@@ -63,8 +66,10 @@ def publish_failure(flow, flow_run, state) -> None:
             for tr in runs
             if tr.state is not None and tr.state.is_failed()
         ]
-        md = failure_markdown(flow_run.name, state.message or state.name,
-                              CURRENT_STAGE.pop(str(flow_run.id), None) or _from_tasks(failed), failed)
+        where = CURRENT_STAGE.pop(str(flow_run.id), None) or _from_tasks(failed)
+        md = failure_markdown(flow_run.name, state.message or state.name, where, failed)
         client.create_artifact(ArtifactCreate(key=FAILURE_KEY, type="markdown", data=md,
                                               description=f"{flow_run.name} failed",
                                               flow_run_id=flow_run.id))
+    # after the artifact: the alert carries the same text, so it never races the artifact
+    emit_run_failed(flow.name, flow_run, state, where, md)

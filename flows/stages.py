@@ -89,7 +89,8 @@ def validate(settings: Settings, chunks: list[dict], run_date: dt.date | None, r
     task = bind(validate_chunk_task, lake.root, refresh)
     sub = stage_settings(settings, "validate")
     day = run_date.isoformat() if run_date else None
-    return [task(lake.root, sub, chunk, day) for chunk in chunks]
+    alert_rows = settings.alerts.quarantine_rows
+    return [task(lake.root, sub, chunk, day, quarantine_alert_rows=alert_rows) for chunk in chunks]
 
 
 def merge_validation(summaries: list[dict]) -> dict:
@@ -151,7 +152,8 @@ def model_stages(
             root, bt_settings, day, symbols, features["data_fingerprint"], calendars, features["path"]
         )
         candidate = {"name": trained["name"], "version": trained.get("version")}
-        decision = bind(promote, root, refresh)(root, bt_settings, day, bt, candidate)
+        decision = bind(promote, root, refresh)(root, bt_settings, day, bt, candidate,
+                                                alerts=settings.to_dict()["alerts"])
     with stage("forecast", symbols):
         nxt = bind(forecast, root, refresh)(root, day, symbols, features["path"], decision, trained.get("version"))
     with stage("report", symbols):

@@ -269,21 +269,51 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _setup(settings, check: bool) -> int:
+    """Create or update (or, with ``check``, only compare) kline's objects on the server."""
+    from kline.config import ConfigError
+    from kline.monitoring import check_alerts
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise UsageError("setup needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    try:
+        check_alerts(settings.alerts)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    from flows import operations
+
+    if check:
+        changes = operations.drift(settings)
+        for c in changes:
+            print(f"drift: {c}")
+        print("no drift" if not changes else f"{len(changes)} object(s) differ: run `kline setup`")
+        return EXIT_FAILED if changes else EXIT_OK
+    for c in operations.apply(settings):
+        print(c)
+    return EXIT_OK
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    return _setup(_settings(args), args.check)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from flows.deployments import serve_deployments
     from kline.serving import DocsServerError
 
+    if not args.no_setup and os.environ.get("PREFECT_API_URL"):
+        _setup(settings, check=False)
     try:  # the scheduler matters more than the docs: a busy port only costs the links
         docs = _docs_server(settings, args).start()
         print(f"serving reports and Data Docs at {docs.public_url}/ (read-only)", flush=True)
     except DocsServerError as exc:
         docs = None
         print(f"kline: not serving reports and Data Docs: {exc}", file=sys.stderr)
-    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai) and "
-          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop", flush=True)
+    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai, one run at a time) and "
+          f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop (the schedule stays active)", flush=True)
     try:
-        serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit)
+        serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit, settings=settings)
     finally:
         if docs is not None:
             docs.close()
@@ -336,12 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, data=False)
     p.add_argument("--limit", type=int, help="most flow runs at once")
     p.add_argument("--port", type=int, help="port of the reports / Data Docs server (default [serve] port, 4210)")
+    p.add_argument("--no-setup", action="store_true",
+                   help="do not run `kline setup` first (it runs when PREFECT_API_URL names a server)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("docs", help="serve the lake's reports and Data Docs over HTTP, read-only")
     _add_common(p, data=False)
     p.add_argument("--host", help="address to bind (default [serve] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default [serve] port, 4210; 0 picks a free one)")
     p.set_defaults(func=cmd_docs)
+    p = sub.add_parser("setup", help="create or update the work pool, vendor budget, alert block and automations "
+                                     "on the Prefect server at PREFECT_API_URL (idempotent)")
+    _add_common(p, data=False)
+    p.add_argument("--check", action="store_true", help="change nothing; list what differs and exit 1 if anything does")
+    p.set_defaults(func=cmd_setup)
     return parser
 
 

@@ -149,6 +149,19 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    webhook_url: str = ""  # JSON POST {"subject", "body"} per alert; "" = alerts only in the UI
+    slack_webhook_url: str = ""  # Slack incoming webhook, used when webhook_url is empty
+    quarantine_rows: int = 50  # quarantined rows in one validated chunk that raise an alert
+    decay_mase: float = 1.05  # champion's walk-forward MASE above this = decayed (1 = random walk)
+    decay_sessions: int = 60  # last scored sessions the decay MASE is taken over
+    late_after_s: int = 1800  # a scheduled daily run still Late after this long: alert
+    running_after_s: int = 7200  # a daily run Running this long without finishing: alert
+    daily_timeout_s: int = 10800  # served / deployed daily runs end TimedOut after this; 0 = never
+    backfill_timeout_s: int = 0  # the same for backfill runs (long by nature); 0 = never
+
+
+@dataclass(frozen=True)
 class Settings:
     lake: str = "./data_lake"  # lake root: a local path (object-store URLs come later)
     provider: str = "synthetic"  # "synthetic", "tushare" or "file"
@@ -165,6 +178,7 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""

@@ -16,6 +16,7 @@ import json
 import pandas as pd
 import pyarrow as pa
 from prefect import task
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from kline.backtest import backtest_bars, decide_promotion, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
@@ -23,6 +24,7 @@ from kline.features import load_panel
 from kline.instruments import is_a_share_code
 from kline.lake import Lake, content_hash
 from kline.report import json_clean
+from tasks import events
 from tasks._common import STAGE_CACHE, settings_from
 
 PREDICTIONS_FILE = "predictions.parquet"
@@ -122,13 +124,19 @@ def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
     return {"version": rec.get("version"), "metric_value": value, "basis": basis}
 
 
-@task(name="promote", task_run_name="promote-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
-def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict) -> dict:
+# the alert settings only shape the events; they never re-decide a promotion
+@task(name="promote", task_run_name="promote-{run_date}", cache_policy=(INPUTS - "alerts") + TASK_SOURCE,
+      persist_result=True)
+def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict,
+            alerts: dict | None = None) -> dict:
     """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
     becomes champion only if its walk-forward metric beats persistence and the champion's.
 
     Records the decision beside the backtest and in the candidate's registry folder
     (``promotion-<run_date>.json``), moves the champion pointer on promotion; returns it.
+    Emits ``kline.model.promoted`` on promotion and, given ``alerts`` (the ``[alerts]``
+    section), ``kline.model.decayed`` when the champion's rolling walk-forward MASE is above
+    its threshold (the verdict is in the returned ``decay``).
     """
     from kline import registry
 
@@ -152,4 +160,32 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     if decision["promote"]:
         registry.set_champion(lake, name, version, decision)
     lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", text)
+    symbols = summary.get("symbols") or []
+    if decision["promote"]:
+        events.emit(events.PROMOTED, events.model_resource(name, version), f"{name} {version}", lake_root, symbols,
+                    {"model": name, "version": version, "run_date": run_date, "metric": metric,
+                     "candidate_value": decision.get("candidate_value"), "rule": decision.get("rule")},
+                    alert=True)
+    if alerts is not None:
+        decision = {**decision, "decay": _check_decay(lake, name, metric, backtest_ref, alerts, run_date, symbols)}
     return decision
+
+
+def _check_decay(lake: Lake, name: str, metric: str, backtest_ref: dict, alerts: dict, run_date: str,
+                 symbols: list[str]) -> dict | None:
+    """The champion's decay verdict on this backtest's walk-forward predictions of its model
+    (``kline.monitoring.decay_verdict``); emits ``kline.model.decayed`` when decayed."""
+    from kline import registry
+    from kline.monitoring import decay_verdict
+
+    champion = registry.get_champion(lake, name)
+    if not champion:
+        return None
+    cfg = settings_from({"alerts": alerts}).alerts
+    verdict = decay_verdict(lake.read_table(backtest_ref["predictions"]).to_pandas(), name, cfg)
+    verdict["champion_version"] = champion.get("version")
+    if verdict["decayed"]:
+        events.emit(events.DECAYED, events.model_resource(name, champion.get("version")),
+                    f"{name} {champion.get('version')}", lake_root=lake.root, symbols=symbols,
+                    payload={**verdict, "run_date": run_date, "backtest_run": backtest_ref["run"]}, alert=True)
+    return verdict

@@ -11,8 +11,11 @@ from prefect.tasks import exponential_backoff
 from kline.ingestion import ingest_range
 from kline.lake import Lake
 from kline.providers import is_transient, make_provider
+from tasks import budget, events
 from tasks._common import settings_from
 from tasks.secrets import prefect_secret_loader
+
+budget.install()  # tushare calls share the server's vendor budget where one is set up
 
 
 def retry_transient_only(task, task_run, state) -> bool:
@@ -62,7 +65,7 @@ def ingest_chunk(
     """
     s = settings_from(settings).replace(symbols=symbols)
     provider = make_provider(s, token_loader=prefect_secret_loader if s.tushare.secret_block else None)
-    return ingest_range(
+    ref = ingest_range(
         provider,
         Lake(lake_root),
         symbols,
@@ -70,3 +73,7 @@ def ingest_chunk(
         dt.date.fromisoformat(end),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
     )
+    events.emit(events.INGESTED, events.data_resource(lake_root, "raw.bars"), "raw bars", lake_root, symbols,
+                {"start": start, "end": end, "rows": ref.get("rows"), "provider": s.provider,
+                 "content_hash": ref.get("content_hash")})
+    return ref

@@ -28,6 +28,7 @@ from kline.report import (
     render_report,
 )
 from kline.serving import link_for, link_note, write_reports_index
+from tasks import events
 from tasks._common import STAGE_CACHE
 
 SUMMARY_KEY = "kline-report-summary"
@@ -152,6 +153,8 @@ def report(
     lake.atomic_write_text(files["report.html"], rep.html)
     if "://" not in lake.root:
         files["index.html"] = write_reports_index(lake)
+    events.emit(events.REPORT_PUBLISHED, f"kline.report.{events.lake_id(lake_root)}.{run_date}", f"report {run_date}",
+                lake_root, symbols, {"run_date": run_date, "path": files["report.html"], "summary": rep.summary})
     artifacts = []
     if _in_run_context():
         artifacts = publish_artifacts(lake, run_date, rep.summary_markdown, metrics_rows(forecast, strategy),

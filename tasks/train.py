@@ -9,6 +9,7 @@ from prefect import task
 from kline.features import load_panel
 from kline.lake import Lake
 from kline.training import train_models
+from tasks import events
 from tasks._common import STAGE_CACHE, settings_from
 
 
@@ -30,4 +31,10 @@ def train_task(
     lake = Lake(lake_root)
     s = settings_from(settings)
     panel = load_panel(lake, features_path)
-    return train_models(lake, s.features, s.train, dt.date.fromisoformat(run_date), symbols, panel, data_fingerprint)
+    out = train_models(lake, s.features, s.train, dt.date.fromisoformat(run_date), symbols, panel, data_fingerprint)
+    if out.get("trained"):
+        events.emit(events.TRAINED, events.model_resource(out["name"], out.get("version")),
+                    f"{out['name']} {out.get('version')}", lake_root, symbols,
+                    {"model": out["name"], "version": out.get("version"), "reason": out.get("reason"),
+                     "run_date": run_date, "train_end": str(out.get("train_end"))})
+    return out

@@ -13,6 +13,7 @@ from kline.contracts import ChunkValidationError
 from kline.lake import Lake
 from kline.serving import link_for, link_note
 from kline.validation import failure_table, read_validation_result, summary_markdown, validate_chunk
+from tasks import events
 from tasks._common import settings_from
 
 SUMMARY_KEY = "validation-summary"
@@ -24,8 +25,9 @@ DOCS_KEY = "validation-docs"
     name="validate",
     task_run_name="validate-{chunk[start]}..{chunk[end]}",
     # Deterministic: no retries. The chunk reference carries the raw content hash, so a
-    # re-ingested (fixed) chunk gets a new key and is validated again.
-    cache_policy=INPUTS + TASK_SOURCE,
+    # re-ingested (fixed) chunk gets a new key and is validated again. The alert threshold
+    # only decides an event's severity: changing it re-validates nothing.
+    cache_policy=(INPUTS - "quarantine_alert_rows") + TASK_SOURCE,
     persist_result=True,
 )
 def validate_chunk_task(
@@ -34,13 +36,15 @@ def validate_chunk_task(
     chunk: dict,
     run_date: str | None = None,
     today: str | None = None,
+    quarantine_alert_rows: int | None = None,
 ) -> dict[str, Any]:
     """Validate the raw bars of ``chunk`` (an ``ingest_chunk`` reference) and publish the
     summary, failed-expectation and Data Docs artifacts.
 
     ``settings`` is the validate stage's sub-dict (``tasks._common.stage_settings``);
     ``run_date`` / ``today`` are ISO dates (defaults: the chunk's end / today in Shanghai).
-    Returns ``kline.validation.validate_chunk``'s summary: counts per symbol, warnings,
+    Quarantined rows emit ``kline.data.quarantined``, an alert from ``quarantine_alert_rows``
+    rows on. Returns ``kline.validation.validate_chunk``'s summary: counts per symbol, warnings,
     ``excluded_symbols``, ``curated_fingerprint``, result and docs paths. A schema failure
     raises ``ChunkValidationError`` naming the expectation.
     """
@@ -58,6 +62,15 @@ def validate_chunk_task(
             description="Whole chunk rejected",
         )
         raise
+    if summary.get("rows_quarantined"):
+        n = int(summary["rows_quarantined"])
+        events.emit(events.QUARANTINED, events.data_resource(lake_root, "quarantine.bars"), "quarantined bars",
+                    lake_root, sorted(summary.get("by_symbol") or chunk.get("symbols") or []),
+                    {"rows": n, "rows_checked": summary.get("rows_checked"), "start": chunk["start"],
+                     "end": chunk["end"], "failed_expectations": summary.get("failed_expectations") or [],
+                     "excluded_symbols": summary.get("excluded_symbols") or [],
+                     "threshold": quarantine_alert_rows},
+                    alert=quarantine_alert_rows is not None and n >= quarantine_alert_rows)
     result = read_validation_result(lake, summary["run_id"])
     pages = summary.get("docs_pages") or {}
     docs_target = pages.get("critical") or summary["docs_path"]

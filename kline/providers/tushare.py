@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -70,7 +70,18 @@ _POINTS_HELP = "https://tushare.pro/document/1?doc_id=108"
 
 
 class RateLimiter:
-    """At most ``calls`` calls in any ``period_s`` window (sliding); ``acquire`` blocks."""
+    """At most ``calls`` calls in any ``period_s`` window (sliding); ``acquire`` blocks.
+
+    The window is this process's. When ``shared_gate`` is set (the tasks layer sets it to a
+    Prefect global rate limit on a server), every call also passes it, so that all processes
+    and workers share one vendor budget; ``shared_bucket`` gives that limit's parameters.
+    """
+
+    # fn(limiter) -> seconds it waited, called once per call after the local window admitted it
+    shared_gate: ClassVar[Callable[[RateLimiter], float] | None] = None
+    # the server decays whole slots and drops the fraction at each acquisition: count a call
+    # as 10 slots so at most a tenth of a call is lost per acquisition
+    SLOTS_PER_CALL: ClassVar[int] = 10
 
     def __init__(
         self,
@@ -87,8 +98,19 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.waited_s = 0.0
 
+    @classmethod
+    def shared_bucket(cls, calls: int, period_s: float = 60.0) -> tuple[int, float, int]:
+        """``(limit, slot_decay_per_second, slots_per_call)`` of a token bucket passing at most
+        ``calls`` calls in any ``period_s`` window: a burst of b = max(1, calls // 10) calls,
+        refilled at r = (calls - b) / period_s calls per second, so b + r * period_s = calls."""
+        if calls < 2:  # a burst of one call leaves nothing to refill
+            raise ProviderConfigError(f"a shared tushare budget needs calls_per_minute >= 2, got {calls}")
+        burst = max(1, calls // 10)
+        k = cls.SLOTS_PER_CALL
+        return burst * k, k * (calls - burst) / period_s, k
+
     def acquire(self) -> None:
-        """Wait until one more call fits in the window, then record it."""
+        """Wait until one more call fits in the window (and the shared gate), then record it."""
         with self._lock:
             while True:
                 now = self._clock()
@@ -96,10 +118,13 @@ class RateLimiter:
                     self._stamps.popleft()
                 if len(self._stamps) < self.calls:
                     self._stamps.append(now)
-                    return
+                    break
                 pause = self.period_s - (now - self._stamps[0])
                 self.waited_s += pause
                 self._sleep(pause)
+            gate = RateLimiter.shared_gate
+            if gate is not None:
+                self.waited_s += gate(self) or 0.0
 
 
 def resolve_token(cfg: TushareConfig, token_loader: Callable[[str], str] | None = None,
