@@ -167,12 +167,15 @@ def test_forced_decay_emits_an_event_and_a_notification(prefect_server, receiver
     assert roles["symbol"] == {"000001.SH", "600519.SH"}
     assert roles["flow"] == {"kline-daily"} and "flow-run" in roles
 
-    # the run's other domain events are on the feed too, about the same lake
+    # the run's other domain events are on the feed too, about the same lake (the server
+    # stores events in batches: wait for them)
+    def mine(name: str) -> list[dict]:
+        return [e for e in read_events(prefect_server, name) if e["resource"].get("kline.lake") == lake_id(str(lake))]
+
     for name in ("kline.data.ingested", "kline.model.trained", "kline.report.published"):
-        mine = [e for e in read_events(prefect_server, name) if e["resource"].get("kline.lake") == lake_id(str(lake))]
-        assert len(mine) == 1 and mine[0]["resource"]["kline.severity"] == "info", name
-    (published,) = [e for e in read_events(prefect_server, "kline.report.published")
-                    if e["resource"].get("kline.lake") == lake_id(str(lake))]
+        _wait(lambda name=name: mine(name), 30, name)
+        assert len(mine(name)) == 1 and mine(name)[0]["resource"]["kline.severity"] == "info", name
+    (published,) = mine("kline.report.published")
     assert published["payload"]["path"] == str(lake / "reports" / "2024-03-12" / "report.html")
 
 
