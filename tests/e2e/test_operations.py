@@ -368,7 +368,7 @@ def test_deployments_run_one_daily_at_a_time_with_the_timeouts_of_the_settings()
 
 
 def test_setup_refuses_without_a_server(monkeypatch, capsys):
-    from kline.cli import main
+    from flows.cli import main
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["setup"]) == 2

@@ -154,7 +154,7 @@ def test_provisional_closures_and_trade_cal_through_the_tushare_server(tmp_path,
 
 
 def test_kline_run_at_13_00_on_a_session_day_models_the_previous_session(tmp_path, lake_root, capsys):
-    from kline.cli import main
+    from flows.cli import main
 
     cfg = config(tmp_path, symbols=(INDEX,))
     with at("2026-12-01T13:00"):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kline.cli import main
+from flows.cli import main
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
 from kline.schema import BAR_COLUMNS

@@ -134,7 +134,7 @@ def test_reports_index_lists_finished_reports_newest_first(served_lake):
 
 
 def test_kline_docs_refuses_a_bad_port(served_lake, isolated_cwd):
-    from kline.cli import main
+    from flows.cli import main
 
     assert main(["docs", "--lake", served_lake.root, "--port", "70000"]) == 2
     busy = DocsServer(served_lake.root, port=0)

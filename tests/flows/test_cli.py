@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from kline.cli import main
+from flows.cli import main
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_usage_errors_from_argparse_exit_2(capsys):
 
 def _imports_after(args: list[str], tmp_path) -> set[str]:
     code = (
-        "import sys\nfrom kline.cli import main\n"
+        "import sys\nfrom flows.cli import main\n"
         f"rc = main({args!r})\n"
         "print('MODULES', sorted({m.split('.')[0] for m in sys.modules}))\n"
     )
