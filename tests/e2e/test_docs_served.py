@@ -6,72 +6,19 @@ with no request leaving the machine, and `..` answers 404."""
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.parse
-from pathlib import Path
 
 import httpx
 import pytest
 from helpers_browser import HARNESS, find_or_install_chromium, inspect_page
 from helpers_pipeline import fast_config
+from helpers_server import BIN, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-def _stop(proc: subprocess.Popen, sig: int) -> None:
-    os.killpg(proc.pid, sig)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait(healthy, 120, "the Prefect server")
-        yield {"url": url, "env": env}
-    finally:
-        _stop(proc, signal.SIGTERM)
-        log.close()
 
 
 def _link(artifact) -> str:
@@ -85,7 +32,7 @@ def test_link_artifacts_open_the_served_report_and_data_docs(prefect_server, tmp
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     chromium = find_or_install_chromium()
-    docs_port = _free_port()
+    docs_port = free_port()
     cfg = tmp_path / "kline.toml"
     cfg.write_text(fast_config() + f"[serve]\nport = {docs_port}\n")
     lake = tmp_path / "lake"
@@ -104,7 +51,7 @@ def test_link_artifacts_open_the_served_report_and_data_docs(prefect_server, tmp
                     except Exception:  # noqa: BLE001 - not registered yet
                         return False
 
-            _wait(served, 120, "kline serve to register its deployments")
+            wait_until(served, 120, "kline serve to register its deployments")
             fr = run_deployment("kline-daily/daily", parameters={"run_date": "2024-03-15"}, timeout=600)
             assert fr.state.is_completed(), (fr.state.message, (tmp_path / "serve.log").read_text()[-3000:])
             with get_client(sync_client=True) as client:
@@ -144,7 +91,7 @@ def test_link_artifacts_open_the_served_report_and_data_docs(prefect_server, tmp
         assert external == []
         assert seen["images"] == seen["decoded"] >= 6
     finally:
-        _stop(serve, signal.SIGINT)
+        stop_group(serve, signal.SIGINT)
         log.close()
     # stopped: the announcement is withdrawn, later runs link to files again
     assert not (lake / "_state" / "docs-server.json").exists()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,12 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e import test_server
-from e2e.test_server import BIN, _free_port, _wait
 from helpers_pipeline import fast_config
+from helpers_server import BIN, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.e2e
-prefect_server = test_server.server  # the same module-scoped fixture: a server of this module's own
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +42,7 @@ class Receiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", _free_port()), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -53,7 +50,7 @@ class Receiver:
         return [b for b in self.bodies if all(w in b.get("subject", "") for w in words)]
 
     def wait_for(self, *words: str, timeout: float = 60) -> dict:
-        _wait(lambda: self.matching(*words), timeout, f"a notification with {words}")
+        wait_until(lambda: self.matching(*words), timeout, f"a notification with {words}")
         return self.matching(*words)[0]
 
 
@@ -155,7 +152,7 @@ def test_forced_decay_emits_an_event_and_a_notification(prefect_server, receiver
         return [e for e in read_events(prefect_server, "kline.model.decayed")
                 if e["resource"].get("kline.lake") == lake_id(str(lake))]
 
-    _wait(ours, 30, "the decayed event")
+    wait_until(ours, 30, "the decayed event")
     (event,) = ours()
     assert event["resource"]["prefect.resource.id"].startswith("kline.model.lstm.")
     assert event["resource"]["kline.severity"] == "alert"
@@ -173,7 +170,7 @@ def test_forced_decay_emits_an_event_and_a_notification(prefect_server, receiver
         return [e for e in read_events(prefect_server, name) if e["resource"].get("kline.lake") == lake_id(str(lake))]
 
     for name in ("kline.data.ingested", "kline.model.trained", "kline.report.published"):
-        _wait(lambda name=name: mine(name), 30, name)
+        wait_until(lambda name=name: mine(name), 30, name)
         assert len(mine(name)) == 1 and mine(name)[0]["resource"]["kline.severity"] == "info", name
     (published,) = mine("kline.report.published")
     assert published["payload"]["path"] == str(lake / "reports" / "2024-03-12" / "report.html")
@@ -284,15 +281,6 @@ def _start_serve(prefect_server, cfg: Path, lake: Path, log: Path, *extra: str) 
                             start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule(prefect_server, receiver, tmp_path,
                                                                                     client):
     from prefect.deployments import run_deployment
@@ -305,14 +293,14 @@ def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule
             assert serve.poll() is None, log.read_text()[-3000:]
             return "serving deployments" in log.read_text() and _deployment(client) is not None
 
-        _wait(registered, 120, "kline serve to register its deployments")
+        wait_until(registered, 120, "kline serve to register its deployments")
         first = run_deployment("kline-daily/daily", parameters={"run_date": "2024-03-14"}, timeout=0)
         second = run_deployment("kline-daily/daily", parameters={"run_date": "2024-03-15"}, timeout=0)
 
         def finished() -> bool:
             return all(client.read_flow_run(r.id).state.is_final() for r in (first, second))
 
-        _wait(finished, 300, "both daily runs to finish")
+        wait_until(finished, 300, "both daily runs to finish")
         runs = [client.read_flow_run(r.id) for r in (first, second)]
         assert all(r.state.is_completed() for r in runs), [(r.name, r.state.message) for r in runs]
         a, b = sorted(runs, key=lambda r: r.start_time)
@@ -320,18 +308,18 @@ def test_daily_runs_queue_one_at_a_time_and_a_restarted_serve_keeps_the_schedule
         waited = {s.name for s in client.read_flow_run_states(b.id)}
         assert "AwaitingConcurrencySlot" in waited, waited
     finally:
-        _stop(serve)
+        stop_group(serve, signal.SIGINT)
 
     dep = _deployment(client)
     assert not dep.paused and all(s.active for s in dep.schedules) and dep.schedules
     serve = _start_serve(prefect_server, cfg, lake, log, "--no-setup")
     try:
-        _wait(lambda: log.read_text().count("serving deployments") == 2, 120, "the restarted kline serve")
+        wait_until(lambda: log.read_text().count("serving deployments") == 2, 120, "the restarted kline serve")
         time.sleep(3)
         dep = _deployment(client)
         assert serve.poll() is None and not dep.paused and all(s.active for s in dep.schedules)
     finally:
-        _stop(serve)
+        stop_group(serve, signal.SIGINT)
     dep = _deployment(client)
     assert not dep.paused and all(s.active for s in dep.schedules)
     assert dep.global_concurrency_limit.limit == 1

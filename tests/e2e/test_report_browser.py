@@ -3,12 +3,11 @@ embedded figure decodes (naturalWidth > 0). Chromium is Debian's ``chromium`` pa
 installed here when missing and running as root; otherwise the test is skipped."""
 
 import datetime as dt
-import os
 import re
-import shutil
 import subprocess
 
 import pytest
+from helpers_browser import find_or_install_chromium
 
 from kline.backtest import decide_promotion, run_backtest
 from kline.config import FeatureConfig, Settings
@@ -28,31 +27,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--virtual-time-budget=10000"]
 
 
-def _find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = _find_chromium()
-    if path:
-        return path
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        try:
-            subprocess.run(cmd, env=env, capture_output=True, timeout=900, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            break
-        path = _find_chromium()
-        if path:
-            return path
-    pytest.skip("chromium could not be installed with apt-get (no package source reachable?)")
+    return find_or_install_chromium()
 
 
 def images_loaded(chromium: str, html_path, profile) -> tuple[int, int]:

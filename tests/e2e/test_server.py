@@ -3,70 +3,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from helpers_pipeline import STAGES as PIPELINE_STAGES
 from helpers_pipeline import fast_config
+from helpers_server import BIN, prefect_server, stop_group, wait_until
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 STAGES = set(PIPELINE_STAGES)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real `prefect server start` on a free loopback port with its own PREFECT_HOME."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        _wait(healthy, 120, "the Prefect server")
-        yield {"url": url, "env": env, "home": home}
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+server = prefect_server  # this module's own server
 
 
 @pytest.fixture
@@ -124,7 +78,7 @@ def test_served_daily_run_through_the_api(server, tmp_path, client_settings):
                 except Exception:  # noqa: BLE001 - not registered yet
                     return False
 
-        _wait(served, 120, "kline serve to register its deployments")
+        wait_until(served, 120, "kline serve to register its deployments")
 
         def run_once():
             fr = run_deployment("kline-daily/daily", parameters={"run_date": "2024-03-15"}, timeout=600)
@@ -152,11 +106,7 @@ def test_served_daily_run_through_the_api(server, tmp_path, client_settings):
         assert len(runs2) == len(runs)
         assert {r.state.name for r in runs2} == {"Cached"}
     finally:
-        os.killpg(serve.pid, signal.SIGINT)
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
+        stop_group(serve, signal.SIGINT)
         log.close()
 
 
