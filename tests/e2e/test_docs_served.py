@@ -11,6 +11,7 @@ import signal
 import subprocess
 import urllib.parse
 
+import helpers_server
 import httpx
 import pytest
 from helpers_browser import HARNESS, find_or_install_chromium, inspect_page
@@ -18,6 +19,7 @@ from helpers_pipeline import fast_config
 from helpers_server import BIN, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.e2e
+prefect_server = helpers_server.prefect_server  # a module-scoped server of this module's own
 
 
 

@@ -15,12 +15,14 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import helpers_server
 import httpx
 import pytest
 from helpers_pipeline import fast_config
 from helpers_server import BIN, free_port, stop_group, wait_until
 
 pytestmark = pytest.mark.e2e
+prefect_server = helpers_server.prefect_server  # a module-scoped server of this module's own
 
 REPO = Path(__file__).resolve().parents[2]
 
