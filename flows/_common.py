@@ -68,13 +68,14 @@ def calendar_codes(settings: Settings) -> set[str]:
     return {A_SHARE_CALENDAR, settings.file.calendar, *settings.file.calendars.values()} - {""}
 
 
-def use_calendars(settings: Settings, vendor: VendorCalendar | None = None) -> None:
-    """Set this process's calendar layers for a run on ``settings``: the settings' holidays,
-    the vendor calendar (given, else what the lake has cached), the lake's bars."""
+def use_calendars(settings: Settings, vendor: VendorCalendar | None = None, as_of: dt.date | None = None) -> None:
+    """Set the calendar layers for a run on ``settings`` (in this context): the settings'
+    holidays, the vendor calendar (given, else what the lake has cached), the lake's bars up
+    to ``as_of`` (the run date: a run knows no closure after it)."""
     lake = Lake(settings.lake)
     if vendor is None:
         vendor = vendor_calendar(None, lake, range(1990, dt.date.today().year + 3))
-    configure(run_layers(settings.calendar, calendar_codes(settings), lake, vendor))
+    configure(run_layers(settings.calendar, calendar_codes(settings), lake, vendor, as_of))
 
 
 def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:

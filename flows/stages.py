@@ -63,7 +63,7 @@ def prepare_calendars(settings: Settings, first: dt.date | None = None, last: dt
         ref = bind(vendor_calendar_task, lake.root, **retry_options(sub))(
             lake.root, sub, start.year, (last or first).year + 1)
         vendor = from_ref(ref)
-    use_calendars(settings, vendor)
+    use_calendars(settings, vendor, last or first)
     info = calendar_info(universe_calendar(settings))
     if fetch:
         for line in info["disagreements"]:
@@ -175,7 +175,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     cal = universe_calendar(settings)
     provisional = is_provisional(run_date, cal)
     if provisional:
-        use_calendars(settings, current_layers(A_SHARE_CALENDAR).vendor)  # the bars just ingested decide closures
+        use_calendars(settings, current_layers(A_SHARE_CALENDAR).vendor, run_date)  # the bars just ingested decide closures
         if not Lake(settings.lake).raw_dates(run_date, run_date):
             # what was ingested before the run date is validated above; nothing to model today
             return {"run_date": run_date.isoformat(), "trading_day": False, "provisional": True,

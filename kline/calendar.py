@@ -20,12 +20,12 @@ run's settings and lake); without it, layers 1, 2 (packaged file) and 4 apply.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import logging
-import threading
 import tomllib
 import warnings
 from collections.abc import Iterable
@@ -91,20 +91,20 @@ class Built:
     provisional_closures: tuple[dt.date, ...]  # provisional weekdays closed for want of any bar
 
 
-_lock = threading.Lock()
-_layers: dict[str, Layers] = {}
+# The run's layers per code. A context variable: a flow run sets its own, the tasks it starts
+# (threads that copy the context) see them, and concurrent runs in other threads do not.
+_layers: contextvars.ContextVar[dict[str, Layers] | None] = contextvars.ContextVar("kline_calendar_layers",
+                                                                                  default=None)
+PROVISIONAL_HORIZON = dt.date(2032, 12, 31)  # provisional sessions reach at least this far
 
 
 def configure(layers: dict[str, Layers]) -> None:
-    """Replace the run-level layers (2-4) of every code; codes not named get none."""
-    with _lock:
-        _layers.clear()
-        _layers.update(layers)
-        _built.cache_clear()
+    """Set the run-level layers (2-4) of every code for this context; codes not named get none."""
+    _layers.set(dict(layers))
 
 
 def current_layers(code: str) -> Layers:
-    return _layers.get(code, Layers())
+    return (_layers.get() or {}).get(code, Layers())
 
 
 @functools.lru_cache(maxsize=16)
@@ -213,9 +213,18 @@ def _as_d64(days: Iterable[dt.date]) -> np.ndarray:
     return np.array(sorted(days), dtype="datetime64[D]")
 
 
-@functools.lru_cache(maxsize=16)
 def _built(code: str) -> Built:
-    layers = current_layers(code)
+    return _build(code, current_layers(code))
+
+
+def market_sessions(code: str = A_SHARE_CALENDAR) -> np.ndarray:
+    """Sessions of layers 1, the packaged holiday file and 4 only, whatever a run configured:
+    the calendar a simulated market trades on (deterministic for a kline release)."""
+    return _build(code, Layers()).sessions
+
+
+@functools.lru_cache(maxsize=32)
+def _build(code: str, layers: Layers) -> Built:
     files = (str(HOLIDAY_FILE), *layers.holiday_files)
     sessions, sources = _library(code, files)
     known = sources[-1][1]
@@ -223,7 +232,7 @@ def _built(code: str) -> Built:
     if vendor is not None and vendor.end >= known:
         sources.append((vendor.source, vendor.end))
     known_through = max(known, vendor.end if vendor else known)
-    horizon = dt.date(max(known_through.year + 2, dt.date.today().year + 1), 12, 31)
+    horizon = max(PROVISIONAL_HORIZON, dt.date(known_through.year + 2, 12, 31))
     # layer 4 past the library and files: weekdays minus fixed closures
     provisional = _weekdays(known + dt.timedelta(days=1), horizon)
     closed = _as_d64(fixed_closures(code, range(known.year, horizon.year + 1)))
@@ -434,15 +443,18 @@ def _cfg_days(values: Iterable[str], name: str) -> frozenset[dt.date]:
     return frozenset(out)
 
 
-def run_layers(cfg, codes: Iterable[str], lake=None, vendor: VendorCalendar | None = None) -> dict[str, Layers]:
+def run_layers(cfg, codes: Iterable[str], lake=None, vendor: VendorCalendar | None = None,
+               as_of: dt.date | None = None) -> dict[str, Layers]:
     """Layers 2-4 of each code for a run: ``cfg`` is the ``[calendar]`` settings section
     (single days apply to XSHG; the holiday file to every code it names), ``lake`` gives the
-    days that hold bars, ``vendor`` the A-share vendor calendar."""
+    days that hold bars (point in time: only those up to ``as_of``), ``vendor`` the A-share
+    vendor calendar."""
     files = (cfg.holiday_file,) if cfg.holiday_file else ()
     for f in files:
         if not Path(f).is_file():
             raise CalendarError(f"calendar.holiday_file: file not found: {f}")
-    raw = sorted(lake.raw_dates()) if lake is not None else []
+    raw = sorted(lake.raw_dates(end=as_of)) if lake is not None else []
+    no_bars = _no_bar_days(raw)
     out = {}
     for code in set(codes) | {A_SHARE_CALENDAR}:
         a_share = code == A_SHARE_CALENDAR
@@ -451,7 +463,7 @@ def run_layers(cfg, codes: Iterable[str], lake=None, vendor: VendorCalendar | No
             extra_sessions=_cfg_days(cfg.extra_sessions, "extra_sessions") if a_share else frozenset(),
             holiday_files=files,
             vendor=vendor if a_share else None,
-            no_bar_days=_no_bar_days(raw),
+            no_bar_days=no_bars,
             last_bar_day=raw[-1] if raw else None,
         )
     return out

@@ -156,21 +156,21 @@ def ingest_range(
     planning. Returns a small reference: source, range, partitions, row count, content hash.
     """
     t0 = time.perf_counter()
-    bars = provider.fetch(list(symbols), start, end)
-    bars = to_canonical(bars, provider.name)
+    # fetch everything before writing anything: a failed call retries the chunk from scratch
+    bars = to_canonical(provider.fetch(list(symbols), start, end), provider.name)
+    factors = provider.fetch_adj_factor(list(symbols), start, end) if isinstance(provider, AdjFactorProvider) else None
+    facts = (provider.fetch_instrument_facts(list(symbols), start, end)
+             if isinstance(provider, InstrumentFactsProvider) else None)
     written = lake.write_raw_bars(bars, provider.name, symbols=symbols, start=start, end=end)
-    adj_rows = 0
-    if isinstance(provider, AdjFactorProvider):
-        factors = provider.fetch_adj_factor(list(symbols), start, end)
-        adj_rows = lake.write_raw_adj_factor(factors, provider.name).rows
+    adj_rows = lake.write_raw_adj_factor(factors, provider.name).rows if factors is not None else 0
     facts_rows: dict[str, int] = {}
-    if isinstance(provider, InstrumentFactsProvider):
-        facts = provider.fetch_instrument_facts(list(symbols), start, end)
-        facts_rows = {
-            "listings": lake.write_reference("listings", facts.listings, provider.name, symbols),
-            "st_periods": lake.write_reference("st_periods", facts.st_periods, provider.name, symbols),
-            "stk_limit": lake.write_stk_limit(facts.stk_limit, provider.name).rows,
-        }
+    if facts is not None:
+        facts_rows["stk_limit"] = lake.write_stk_limit(facts.stk_limit, provider.name).rows
+        # no listing at all means the facts were not fetched (disabled, not permitted, no side
+        # file): keep what is stored rather than replace it with nothing
+        if len(facts.listings):
+            facts_rows["listings"] = lake.write_reference("listings", facts.listings, provider.name, symbols)
+            facts_rows["st_periods"] = lake.write_reference("st_periods", facts.st_periods, provider.name, symbols)
     report = getattr(provider, "last_fetch_report", None)
     entry = {
         "source": provider.name,

@@ -501,13 +501,18 @@ class Lake:
     def read_instrument_facts(self, symbols: Iterable[str], start: dt.date | None = None,
                               end: dt.date | None = None, source: str | None = None) -> InstrumentFacts:
         """Listings, ST periods and the exchange limit prices in ``[start, end]`` of ``symbols``
-        from ``source`` (None: every source)."""
+        from ``source`` (None: every source). Point in time as of ``end``: a delisting or an ST
+        period's end after it is not known yet, an ST period starting after it not at all."""
         symbols = list(symbols)
-        return InstrumentFacts(
-            listings=self.read_reference("listings", symbols, source),
-            st_periods=self.read_reference("st_periods", symbols, source),
-            stk_limit=self.read_stk_limit(symbols, start, end, source),
-        )
+        listings = self.read_reference("listings", symbols, source)
+        st = self.read_reference("st_periods", symbols, source)
+        if end is not None:
+            listings["delist_date"] = listings["delist_date"].where(
+                pd.to_datetime(listings["delist_date"]) <= pd.Timestamp(end), None)
+            st = st[pd.to_datetime(st["start_date"]) <= pd.Timestamp(end)].copy()
+            st["end_date"] = st["end_date"].where(pd.to_datetime(st["end_date"]) <= pd.Timestamp(end), None)
+        return InstrumentFacts(listings=listings, st_periods=st,
+                               stk_limit=self.read_stk_limit(symbols, start, end, source))
 
     # -- curated layer ---------------------------------------------------------------------
     def curated_years(self) -> list[int]:

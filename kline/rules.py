@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kline.calendar import sessions_array
+from kline.calendar import market_sessions
 from kline.instruments import Instrument, instrument
 
 
@@ -128,8 +128,9 @@ def _listing_window(board: str, list_date: dt.date, calendar: str) -> tuple[List
     if not lrules:
         return None, np.array([], dtype="datetime64[D]")
     lr = max(lrules, key=lambda r: r.start)
-    sess = sessions_array(list_date, list_date + dt.timedelta(days=lr.sessions * 7 + 30), calendar)
-    return lr, sess[: lr.sessions]
+    # cached, so on the release's calendar (not a run's layers): a listing window is history
+    sess = market_sessions(calendar)
+    return lr, sess[np.searchsorted(sess, np.datetime64(list_date, "D")):][: lr.sessions]
 
 
 @dataclass

@@ -16,7 +16,6 @@ import json
 import pandas as pd
 import pyarrow as pa
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 from kline.backtest import backtest_bars, decide_promotion, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
@@ -124,9 +123,9 @@ def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
     return {"version": rec.get("version"), "metric_value": value, "basis": basis}
 
 
-# the alert settings only shape the events; they never re-decide a promotion
-@task(name="promote", task_run_name="promote-{run_date}", cache_policy=(INPUTS - "alerts") + TASK_SOURCE,
-      persist_result=True)
+# ``alerts`` keys the cache (the decay verdict depends on it); a re-run with other alert
+# settings reads the promotion decision already recorded for this backtest, never re-decides
+@task(name="promote", task_run_name="promote-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
 def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict,
             alerts: dict | None = None) -> dict:
     """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
@@ -138,8 +137,6 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     section), ``kline.model.decayed`` when the champion's rolling walk-forward MASE is above
     its threshold (the verdict is in the returned ``decay``).
     """
-    from kline import registry
-
     s = settings_from(settings)
     lake = Lake(lake_root)
     summary = json.loads(lake.read_text(backtest_ref["summary"]))
@@ -147,6 +144,24 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     metric = s.backtest.promote_metric
     forecast = {m: {k: (float("nan") if v is None else v) for k, v in f.items()}
                 for m, f in summary["forecast"].items()}
+    symbols = summary.get("symbols") or []
+    recorded = f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json" if version else None
+    previous = json.loads(lake.read_text(recorded)) if recorded and lake.exists(recorded) else None
+    if previous and previous.get("backtest_run") == backtest_ref["run"]:
+        decision = previous  # decided already (the champion pointer moved then, if at all)
+    else:
+        decision = _decide(lake, name, version, forecast, metric, run_date, backtest_ref, recorded)
+        _announce(decision, lake_root, name, version, metric, run_date, symbols)
+    if alerts is not None:
+        decision = {**decision, "decay": _check_decay(lake, name, metric, backtest_ref, alerts, run_date, symbols)}
+    return decision
+
+
+def _decide(lake: Lake, name: str, version: str | None, forecast: dict, metric: str, run_date: str,
+            backtest_ref: dict, recorded: str | None) -> dict:
+    """Decide, record the decision (with the version and the backtest) and move the champion."""
+    from kline import registry
+
     champion = _champion_record(lake, name, metric)
     decision = decide_promotion(name, version, forecast, metric, champion)
     decision["champion_basis"] = champion.get("basis") if champion else None
@@ -154,21 +169,22 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
                     held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
     decision = json_clean(decision)
     text = json.dumps(decision, indent=1)
-    if version and version in registry.list_versions(lake, name):
+    if recorded and version in registry.list_versions(lake, name):
         # every decision, promoted or not, stays with the version it judged
-        lake.atomic_write_text(f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json", text)
+        lake.atomic_write_text(recorded, text)
     if decision["promote"]:
         registry.set_champion(lake, name, version, decision)
     lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", text)
-    symbols = summary.get("symbols") or []
+    return decision
+
+
+def _announce(decision: dict, lake_root: str, name: str, version: str | None, metric: str, run_date: str,
+              symbols: list[str]) -> None:
     if decision["promote"]:
         events.emit(events.PROMOTED, events.model_resource(name, version), f"{name} {version}", lake_root, symbols,
                     {"model": name, "version": version, "run_date": run_date, "metric": metric,
                      "candidate_value": decision.get("candidate_value"), "rule": decision.get("rule")},
                     alert=True)
-    if alerts is not None:
-        decision = {**decision, "decay": _check_decay(lake, name, metric, backtest_ref, alerts, run_date, symbols)}
-    return decision
 
 
 def _check_decay(lake: Lake, name: str, metric: str, backtest_ref: dict, alerts: dict, run_date: str,

@@ -21,7 +21,7 @@ def _calendar_layers_reset():
     yield
     from kline import calendar
 
-    if calendar._layers:
+    if calendar._layers.get():
         calendar.configure({})
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from kline.calendar import A_SHARE_CALENDAR, calendar_bounds, sessions_array
+from kline.calendar import A_SHARE_CALENDAR, market_sessions
 from kline.instruments import instrument, validate_symbol
 from kline.rules import LISTING_SCHEMA, ST_SCHEMA, InstrumentFacts, empty_frame, limit_table
 from kline.schema import BAR_COLUMNS, empty_bars
@@ -50,6 +50,7 @@ _LISTED = {"600519.SH": dt.date(2001, 8, 27), "000001.SZ": dt.date(1991, 4, 3),
            "300750.SZ": dt.date(2018, 6, 11), "688981.SH": dt.date(2020, 7, 16)}
 _BOARD_OPEN = {"chinext": dt.date(2009, 10, 30), "star": dt.date(2019, 7, 22), "bse": dt.date(2021, 11, 15)}
 _LAST_LISTING = dt.date(2025, 6, 30)
+_FACTS_END = dt.date(2026, 12, 31)  # ST periods fall before this
 
 
 def _symbol_key(symbol: str) -> int:
@@ -93,7 +94,9 @@ def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.dat
         listed = opened + dt.timedelta(days=int(u[1] * span))
     else:
         listed = EPOCH
-    sessions = sessions_array(listed, calendar_bounds(A_SHARE_CALENDAR)[1])
+    # ST periods are placed within a fixed span, so they do not move as calendars grow
+    market = market_sessions(A_SHARE_CALENDAR)
+    sessions = market[(market >= np.datetime64(listed, "D")) & (market <= np.datetime64(_FACTS_END, "D"))]
     listed = pd.Timestamp(sessions[0]).date()
     periods: tuple[tuple[dt.date, dt.date, str], ...] = ()
     if symbol not in _LISTED and u[2] < 0.2 and len(sessions) > 800:
@@ -125,7 +128,8 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
     """The symbol's full bar history from EPOCH to the calendar's last session, as columns."""
     inst = instrument(symbol)
     anchor, base_vol, base_volume = _params(symbol)
-    sessions = sessions_array(EPOCH, calendar_bounds(A_SHARE_CALENDAR)[1])
+    market = market_sessions(A_SHARE_CALENDAR)  # the market's own calendar, not a run's layers
+    sessions = market[market >= np.datetime64(EPOCH, "D")]
     n = len(sessions)
     years = sessions.astype("datetime64[Y]").astype(int) + 1970
     doy = (sessions - sessions.astype("datetime64[Y]")).astype(int)

@@ -4,7 +4,9 @@ after provisional runs, and the vendor's trade_cal as the authority."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import sys
 from pathlib import Path
@@ -18,9 +20,7 @@ from helpers_pipeline import fast_config
 from flows.backfill import backfill_flow
 from flows.daily import daily_flow
 from kline import calendar as cal
-from kline.config import load_settings
 from kline.lake import Lake
-from kline.status import lake_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "providers"))
 import tushare_server  # noqa: E402
@@ -39,6 +39,16 @@ def config(tmp_path, symbols=(INDEX, "600519.SH"), provider="synthetic", extra: 
     p = tmp_path / "kline.toml"
     p.write_text(fast_config(symbols, provider) + extra)
     return str(p)
+
+
+def cli_status(lake_root: str, cfg: str) -> dict[str, dict]:
+    """``kline status --json`` per symbol, as a user would read it."""
+    from flows.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["status", "--lake", lake_root, "--config", cfg, "--json"]) == 0
+    return {r["symbol"]: r for r in json.loads(out.getvalue())["symbols"]}
 
 
 def forecast_rows(lake: Lake, day: str) -> pd.DataFrame:
@@ -108,8 +118,7 @@ def test_a_holiday_file_arriving_after_provisional_runs_is_reconciled(tmp_path, 
         assert out["trading_day"] and not out["provisional"] and not out["forecast_provisional"]
         assert out["calendar"]["known_through"] == "2027-12-31"
         assert out["calendar"]["source"] == "holiday file holidays.toml"
-        settings = load_settings(cfg, {"lake": lake_root})
-        status = {r["symbol"]: r for r in lake_status(lake, settings)}
+        status = cli_status(lake_root, cfg)
     after = lake.read_curated_bars()
     # nothing curated is lost or doubled; no hole is reported on the day now known closed
     keys = ["symbol", "trade_date"]
@@ -143,8 +152,7 @@ def test_provisional_closures_and_trade_cal_through_the_tushare_server(tmp_path,
             out = daily_flow(run_date="2027-01-07", lake=lake_root, config_file=cfg)
             assert out["trading_day"] and out["provisional"]
             assert out["calendar"]["provisional_closures"] == ["2027-01-06"]
-            settings = load_settings(cfg, {"lake": lake_root})
-            status = {r["symbol"]: r for r in lake_status(lake, settings)}
+            status = cli_status(lake_root, cfg)
         assert status[INDEX]["missing"] == 0 and status[INDEX]["last"] == "2027-01-07"
         trade_cal_calls = [r for r in srv.requests if r["api_name"] == "trade_cal"]
         years = sorted(r["params"]["start_date"][:4] for r in trade_cal_calls)

@@ -100,6 +100,12 @@ def test_promote_records_the_decision_and_the_champion(lake_root):
     assert (champ is not None and champ["version"] == "20230501-aaaa") is ridge_wins
     recorded = json.loads(lake.read_text(f"{lake.paths.model_dir('ridge', '20230501-aaaa')}/promotion-{RUN}.json"))
     assert recorded == d
+    # a re-run with other alert settings (a new cache key) reads the recorded decision back
+    # instead of judging the candidate against itself; only the decay verdict is new
+    again = promote.fn(lake_root, sub, RUN, ref, {"name": "ridge", "version": "20230501-aaaa"},
+                       alerts={"decay_mase": 0.0, "decay_sessions": 5})
+    assert {k: v for k, v in again.items() if k != "decay"} == d
+    assert (again["decay"] is not None) is ridge_wins
 
 
 def test_promote_keeps_a_better_champion(lake_root):

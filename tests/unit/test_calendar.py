@@ -156,3 +156,38 @@ def test_the_cutoff_is_read_in_the_exchange_time_zone():
     assert not cal.session_not_closed(dt.date(2026, 11, 30), "17:30", now=now)
     with pytest.raises(ValueError, match="close_cutoff"):
         cal.parse_cutoff("5pm")
+
+
+def test_layers_belong_to_the_context_that_set_them():
+    import threading
+
+    seen = {}
+
+    def other_run():
+        layers(holidays=frozenset({dt.date(2027, 2, 8)}))
+        seen["other"] = cal.is_session(dt.date(2027, 2, 8))
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    t.join()
+    assert seen["other"] is False
+    assert cal.is_session(dt.date(2027, 2, 8))  # this context never configured that holiday
+
+
+def test_a_run_knows_no_closure_after_its_date(lake):
+    from kline.config import CalendarConfig
+    from kline.providers.synthetic import SyntheticProvider
+
+    bars = SyntheticProvider().fetch(["000001.SH"], dt.date(2027, 1, 4), dt.date(2027, 1, 8))
+    bars = bars[bars["trade_date"] != dt.date(2027, 1, 6)]  # nobody traded the 6th
+    lake.write_raw_bars(bars, "synthetic")
+    cal.configure(cal.run_layers(CalendarConfig(), ["XSHG"], lake))
+    assert not cal.is_session(dt.date(2027, 1, 6))
+    cal.configure(cal.run_layers(CalendarConfig(), ["XSHG"], lake, as_of=dt.date(2027, 1, 5)))
+    assert cal.next_session(dt.date(2027, 1, 5)) == dt.date(2027, 1, 6)  # as of the 5th, unknown
+
+
+def test_the_market_calendar_ignores_a_run_s_layers():
+    before = cal.market_sessions().copy()
+    layers(holidays=frozenset({dt.date(2027, 2, 8)}))
+    assert (cal.market_sessions() == before).all()

@@ -73,3 +73,39 @@ def test_a_day_one_symbol_did_not_get_yet_is_asked_for_again():
     assert cover == {"A": dt.date(2024, 3, 15), "B": dt.date(2024, 3, 14), "C": dt.date(2024, 3, 15)}
     daily = {**e, "start": "2024-03-15", "last_rows": {"A": "2024-03-15"}}
     assert covered_through([daily], ["B"], "synthetic", dt.date(2024, 3, 18)) == {"B": None}
+
+
+class _NoFacts(SyntheticProvider):
+    """The synthetic market with its facts switched off (as tushare with instrument_facts
+    disabled or not permitted, or a vendor folder without side files)."""
+
+    def fetch_instrument_facts(self, symbols, start, end):
+        from kline.rules import InstrumentFacts
+
+        return InstrumentFacts()
+
+
+class _FactsFail(SyntheticProvider):
+    def fetch_instrument_facts(self, symbols, start, end):
+        from kline.providers.base import TransientProviderError
+
+        raise TransientProviderError("namechange: rate limited")
+
+
+def test_facts_not_fetched_leave_the_stored_ones_alone(lake):
+    sym = ["300750.SZ"]
+    ingest_range(SyntheticProvider(), lake, sym, dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    stored = lake.read_reference("listings", sym)
+    assert len(stored) == 1
+    ingest_range(_NoFacts(), lake, sym, dt.date(2024, 2, 1), dt.date(2024, 2, 29))
+    assert lake.read_reference("listings", sym).equals(stored)
+
+
+def test_a_failing_facts_call_writes_no_bars(lake):
+    import pytest
+
+    from kline.providers.base import TransientProviderError
+
+    with pytest.raises(TransientProviderError):
+        ingest_range(_FactsFail(), lake, ["300750.SZ"], dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    assert lake.raw_dates() == [] and lake.read_ingest_log() == []

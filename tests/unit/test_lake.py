@@ -163,3 +163,20 @@ def test_a_fetch_is_authoritative_for_its_symbols_and_range(lake):
     only_index = _bars(["000001.SH"])
     lake.write_raw_bars(only_index, "synthetic", symbols=["000001.SH"], start=D1, end=D3)
     assert set(lake.read_raw_bars(D1, D3)["symbol"]) == {"600519.SH", "000001.SZ", "000001.SH"}
+
+
+def test_instrument_facts_are_point_in_time(lake):
+    import datetime as dt
+
+    lake.write_reference("listings", pd.DataFrame([{"symbol": "600001.SH", "list_date": dt.date(2001, 1, 8),
+                                                    "delist_date": dt.date(2024, 6, 28)}]), "test", ["600001.SH"])
+    lake.write_reference("st_periods", pd.DataFrame([{"symbol": "600001.SH", "start_date": dt.date(2024, 5, 6),
+                                                      "end_date": dt.date(2024, 6, 28), "name": "*ST"}]),
+                         "test", ["600001.SH"])
+    march = lake.read_instrument_facts(["600001.SH"], end=dt.date(2024, 3, 29))
+    assert march.listing("600001.SH")[1] is None and march.st_periods.empty  # neither known yet
+    june = lake.read_instrument_facts(["600001.SH"], end=dt.date(2024, 6, 3))
+    assert june.listing("600001.SH")[1] is None
+    assert len(june.st_periods) == 1 and pd.isna(june.st_periods["end_date"].iloc[0])
+    july = lake.read_instrument_facts(["600001.SH"], end=dt.date(2024, 7, 1))
+    assert july.listing("600001.SH")[1] == dt.date(2024, 6, 28)
