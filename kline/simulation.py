@@ -107,13 +107,6 @@ class SimulationResult:
         return m
 
 
-def limit_prices(pre_close: float, limit: float | None) -> tuple[float, float]:
-    """(limit-down, limit-up) prices, rounded to the tick of 0.01; infinite when no limit."""
-    if limit is None or not np.isfinite(pre_close):
-        return -math.inf, math.inf
-    return round(pre_close * (1 - limit), 2), round(pre_close * (1 + limit), 2)
-
-
 def simulate(
     bars: pd.DataFrame,
     long_signal: pd.Series,

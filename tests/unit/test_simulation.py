@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from kline.config import BacktestConfig
-from kline.rules import InstrumentFacts
-from kline.simulation import buy_and_hold_signal, limit_prices, simulate, simulate_predictions
+from kline.rules import InstrumentFacts, Limit
+from kline.simulation import buy_and_hold_signal, simulate, simulate_predictions
 
 D = [dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8)]  # consecutive XSHG sessions
 STOCK = "600519.SH"  # main board: +/-10 %, lot 100, stamp duty
@@ -103,8 +103,9 @@ def test_large_order_pays_rate_not_minimum():
 
 
 def test_limit_prices_round_to_tick():
-    assert limit_prices(10.05, 0.10) == (9.05, 11.06)  # 11.055 -> 11.06 half-up on the float
-    assert limit_prices(10.0, None) == (float("-inf"), float("inf"))
+    assert Limit(0.10, 0.10, "main board").prices(10.05) == (9.05, 11.06)  # 11.055 -> 11.06 on the float
+    assert Limit(None, None, "listing").prices(10.0) == (float("-inf"), float("inf"))
+    assert Limit(0.10, 0.10, "stk_limit", up_price=11.0, down_price=9.1).prices(10.05) == (9.1, 11.0)
 
 
 def test_portfolio_and_buy_and_hold_benchmark():
