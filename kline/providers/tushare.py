@@ -168,6 +168,12 @@ ROW_CAPS.update(FACT_ROW_CAPS)
 NAMECHANGE_PER_CODE_MAX = 10  # above this many stocks, one market-wide namechange query
 
 
+# Listings and name histories change a few times a year: one answer per query and day serves
+# every ingest chunk of a process (a backfill has one chunk per month).
+_REFERENCE_ANSWERS: dict[tuple, pd.DataFrame] = {}
+_REFERENCE_LOCK = threading.Lock()
+
+
 class TushareFacts:
     """Instrument facts from tushare, mixed into ``TushareProvider``: ``stock_basic`` (listing
     and delisting dates, every list_status), ``namechange`` (ST periods, repeated rows
@@ -184,6 +190,15 @@ class TushareFacts:
         report = self.last_fetch_report.setdefault("instrument_facts", {})
         wanted = set(stocks)
 
+        def reference(api: str, fields: str, **params: Any) -> pd.DataFrame:
+            key = (self.config.url, api, fields, tuple(sorted(params.items())), self._today())
+            with _REFERENCE_LOCK:
+                if key not in _REFERENCE_ANSWERS:
+                    for old in [k for k in _REFERENCE_ANSWERS if k[-1] != key[-1]]:
+                        del _REFERENCE_ANSWERS[old]  # yesterday's answers
+                    _REFERENCE_ANSWERS[key] = self._query(api, fields, **params)
+                return _REFERENCE_ANSWERS[key]
+
         def guarded(api: str, fetch: Callable[[], pd.DataFrame]) -> pd.DataFrame:
             try:
                 return fetch()
@@ -196,7 +211,7 @@ class TushareFacts:
 
         # stock_basic answers listed stocks only unless asked for each list_status
         basic = guarded("stock_basic", lambda: pd.concat(
-            [self._query("stock_basic", "ts_code,list_date,delist_date,list_status", list_status=st)
+            [reference("stock_basic", "ts_code,list_date,delist_date,list_status", list_status=st)
              for st in ("L", "D", "P")], ignore_index=True))
         if len(basic):
             basic = basic[basic["ts_code"].isin(wanted)].drop_duplicates("ts_code", keep="first")
@@ -212,8 +227,8 @@ class TushareFacts:
         fields = "ts_code,name,start_date,end_date,change_reason"
         # per code for a few stocks; for many, the whole market's name history in a few pages
         names = guarded("namechange", lambda: pd.concat(
-            [self._query("namechange", fields, ts_code=s) for s in stocks], ignore_index=True)
-            if len(stocks) <= NAMECHANGE_PER_CODE_MAX else self._query("namechange", fields))
+            [reference("namechange", fields, ts_code=s) for s in stocks], ignore_index=True)
+            if len(stocks) <= NAMECHANGE_PER_CODE_MAX else reference("namechange", fields))
         if len(names):
             names = names.rename(columns={"ts_code": "symbol"})
             facts.st_periods = st_periods_from_namechange(names[names["symbol"].isin(wanted)], self.name)

@@ -101,3 +101,13 @@ def test_stk_limit_overrides_the_board_rule_in_validation(tushare_srv, lake):
     assert out["limit_facts"] == {"listings": ["tushare"], "st_periods": [], "stk_limit": ["tushare"]}
     assert "Price limits: dated board rules with listings from tushare; stk limit from tushare." in (
         summary_markdown(out))
+
+
+def test_listings_and_name_histories_are_asked_once_a_day_per_process(tushare_srv):
+    p = provider_for(tushare_srv)
+    for month in (1, 2, 3):  # three ingest chunks of one backfill
+        p.fetch_instrument_facts(["600519.SH", "300750.SZ"], dt.date(2024, month, 1), dt.date(2024, month, 28))
+    apis = [r["api_name"] for r in tushare_srv.requests]
+    assert apis.count("stock_basic") == 3  # one per list_status, once
+    assert apis.count("namechange") == 2  # one per code, once
+    assert apis.count("stk_limit") > 3  # the daily limit prices are per chunk
