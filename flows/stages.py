@@ -136,7 +136,7 @@ def model_stages(
     lake = Lake(settings.lake)
     root, day = lake.root, run_date.isoformat()
     # the calendar decides each row's target session: a change there is a change upstream
-    upstream = f"{lake.curated_fingerprint(run_date)}|{calendar_fingerprint(universe_calendar(settings), run_date)}"
+    upstream = f"{lake.curated_fingerprint(run_date)}|{calendar_fingerprint(A_SHARE_CALENDAR, run_date)}"
     with stage("features", symbols):
         features = bind(build_features_task, root, refresh)(
             root, stage_settings(settings, "features"), day, symbols, upstream=upstream

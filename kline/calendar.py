@@ -429,7 +429,7 @@ def vendor_calendar(provider, lake, years: Iterable[int], source: str = "tushare
         return None
     df = pd.concat(frames, ignore_index=True)
     dates = pd.to_datetime(df["cal_date"]).dt.date
-    is_open = df["is_open"].astype(str).isin(["1", "True", "true"])
+    is_open = df["is_open"].astype(bool)  # provider.trade_cal's column, as cached
     return VendorCalendar(source, min(dates), max(dates), frozenset(dates[is_open.to_numpy()]))
 
 

@@ -161,6 +161,10 @@ class LakePaths:
         """The next-session forecast published by the run of ``run_date``."""
         return self._join("reports", run_date.isoformat(), "forecast.csv")
 
+    def reports_index(self) -> str:
+        """The page listing every run's report (``kline.serving``)."""
+        return self._join("reports", "index.html")
+
     def metrics_history(self) -> str:
         return self._join("reports", "metrics_history.parquet")
 

@@ -91,7 +91,7 @@ def reports_index_html(days: list[str], docs_href: str = "../validation/docs/ind
 
 def write_reports_index(lake: Lake) -> str:
     """Rewrite ``reports/index.html`` from the reports on disk (local lakes); returns its path."""
-    path = f"{lake.paths.reports_dir()}/index.html"
+    path = lake.paths.reports_index()
     with lake.lock("reports-index"):
         lake.atomic_write_text(path, reports_index_html(reports_listing(lake)))
     return path

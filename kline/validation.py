@@ -119,7 +119,7 @@ def validate_chunk(
         docs = DocsSite(site_dir=lake.paths.data_docs_dir(),
                         results_dir=f"{lake.paths.validation_results_dir()}/gx",
                         history=cfg.docs_history, links=docs_links(lake, run_date),
-                        index_links={"kline reports": f"{lake.paths.reports_dir()}/index.html"})
+                        index_links={"kline reports": lake.paths.reports_index()})
     outcome = run_suite(frame, bar_suite(cfg, today), run_name=run_id, docs=docs,
                         docs_lock=lake.lock("validation-docs") if docs else None,
                         asset_name=asset_name(source, start, end, symbols))
@@ -205,7 +205,7 @@ def asset_name(source: str, start: dt.date, end: dt.date, symbols: list[str]) ->
 def docs_links(lake: Lake, run_date: dt.date) -> dict[str, str]:
     """Links a run's validation pages carry: the run date's report and all reports."""
     return {f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
-            "all kline reports": f"{lake.paths.reports_dir()}/index.html"}
+            "all kline reports": lake.paths.reports_index()}
 
 
 def _reason(rules: Iterable[str], check: Any) -> str:

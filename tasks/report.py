@@ -136,9 +136,10 @@ def report(
         next_session=next_session,
     )
     folder = paths.report_dir(day)
-    docs = data_docs_pages(validation) if "://" not in lake.root else {}
+    local = "://" not in lake.root  # the docs and the reports index are built for local lakes
+    docs = data_docs_pages(validation) if local else {}
     inp.links = {label: relative_url(folder, path) for label, path in docs.items()}
-    if "://" not in lake.root:
+    if local:
         inp.links["all reports"] = "../index.html"
     rep = render_report(inp)
     files = {}
@@ -151,7 +152,7 @@ def report(
     lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
     files["report.html"] = f"{folder}/report.html"  # last: its presence means the report is whole
     lake.atomic_write_text(files["report.html"], rep.html)
-    if "://" not in lake.root:
+    if local:
         files["index.html"] = write_reports_index(lake)
     events.emit(events.REPORT_PUBLISHED, f"kline.report.{events.lake_id(lake_root)}.{run_date}", f"report {run_date}",
                 lake_root, symbols, {"run_date": run_date, "path": files["report.html"], "summary": rep.summary})
