@@ -14,8 +14,9 @@ Layers, each overriding the ones before where it speaks:
 
 Dates are ``datetime.date`` session labels; every function takes the calendar code, so a
 file import of a foreign symbol (``XNYS``) uses the same code path. The layers beyond the
-library are process state set by ``configure`` (the flows call it at their start, from the
-run's settings and lake); without it, layers 1, 2 (packaged file) and 4 apply.
+library are set per context by ``configure`` (the flows call it at their start, from the
+run's settings and lake, point in time); without it, layers 1, 2 (packaged file) and 4
+apply. ``market_sessions`` is that plain calendar, for the synthetic market and caches.
 """
 
 from __future__ import annotations
