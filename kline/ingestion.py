@@ -166,11 +166,12 @@ def ingest_range(
     facts_rows: dict[str, int] = {}
     if facts is not None:
         facts_rows["stk_limit"] = lake.write_stk_limit(facts.stk_limit, provider.name).rows
-        # no listing at all means the facts were not fetched (disabled, not permitted, no side
-        # file): keep what is stored rather than replace it with nothing
-        if len(facts.listings):
-            facts_rows["listings"] = lake.write_reference("listings", facts.listings, provider.name, symbols)
-            facts_rows["st_periods"] = lake.write_reference("st_periods", facts.st_periods, provider.name, symbols)
+        # an empty table is a fact not fetched (disabled, not permitted, no side file): keep
+        # what is stored rather than replace it with nothing
+        for table in ("listings", "st_periods"):
+            rows = getattr(facts, table)
+            if len(rows):
+                facts_rows[table] = lake.write_reference(table, rows, provider.name, symbols)
     report = getattr(provider, "last_fetch_report", None)
     entry = {
         "source": provider.name,

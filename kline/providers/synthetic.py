@@ -141,7 +141,9 @@ def _path(seed: int, symbol: str) -> dict[str, np.ndarray]:
 
     # log-vol AR(1): h_t = 0.98 h_{t-1} + 0.07 * z  -> clustering with persistent regimes
     h = lfilter([0.07], [1.0, -0.98], z_vol)
-    vol = base_vol * np.exp(h - 0.5 * h.var())
+    # stationary variance of that AR(1), 0.07^2 / (1 - 0.98^2): a bar never depends on how far
+    # the calendar reaches (a sample variance over the path would)
+    vol = base_vol * np.exp(h - 0.5 * 0.07**2 / (1 - 0.98**2))
     shock = vol * eps
     jump_size = 0.02 if inst.is_index else 0.05
     jump = np.where(u_jump < 0.003, np.sign(u_size - 0.5) * jump_size * (1 + np.abs(2 * u_size - 1)), 0.0)

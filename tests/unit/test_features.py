@@ -138,7 +138,7 @@ def test_seed_target_is_next_close_minmax_scaled_on_train_span():
     # window i's label is the close of the session after its last row, scaled
     nxt = panel["close"].to_numpy()[10:]
     lo, sc = prep.target_scaler.loc["000001.SH"][0], prep.target_scaler.scale["000001.SH"][0]
-    np.testing.assert_allclose(tr.y, ((nxt - lo) / sc)[: len(tr)], rtol=1e-5)
+    np.testing.assert_allclose(tr.y, ((nxt - lo) / sc)[: len(tr)], rtol=1e-5, atol=1e-9)
 
 
 def test_make_windows_on_short_history_is_empty():

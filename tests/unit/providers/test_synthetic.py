@@ -103,3 +103,22 @@ def test_moves_follow_the_dated_limits():
     for sym, day in zip(inside["symbol"], inside["list_date"], strict=True):
         got = p.fetch([sym], day - dt.timedelta(days=30), day + dt.timedelta(days=10))
         assert got["trade_date"].min() == day  # no bar before listing, a bar on its first day
+
+
+def test_a_bar_does_not_depend_on_how_far_the_calendar_reaches(monkeypatch):
+    import numpy as np
+
+    from kline import calendar
+    from kline.providers import synthetic
+
+    span = (dt.date(2024, 1, 2), dt.date(2024, 3, 29))
+    full = SyntheticProvider().fetch(["000001.SH", "600519.SH"], *span)
+    market = calendar.market_sessions()
+    monkeypatch.setattr(synthetic, "market_sessions", lambda code="XSHG": market[market <= np.datetime64("2024-06-28")])
+    synthetic._path.cache_clear()
+    try:
+        cut = SyntheticProvider().fetch(["000001.SH", "600519.SH"], *span)
+    finally:
+        synthetic._path.cache_clear()
+    cols = ["symbol", "trade_date", "open", "high", "low", "close", "pre_close", "volume", "amount"]
+    pd.testing.assert_frame_equal(full[cols], cut[cols])
