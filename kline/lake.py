@@ -398,41 +398,51 @@ class Lake:
         """Merge adjustment factors into day partitions beside raw bars (newest fetch wins)."""
         if factors.empty:
             return WriteResult([], 0, content_hash(factors))
-        factors = factors[ADJ_SCHEMA.names]
-        partitions = []
-        for day, part in factors.groupby("trade_date", sort=True):
-            path = self.paths.raw_adj_factor(day, source)
-            with self.lock(f"adj-{day.isoformat()}"):
-                if self.exists(path):
-                    old = self.read_table(path).to_pandas()
-                    part = pd.concat([old[~old["symbol"].isin(part["symbol"])], part], ignore_index=True)
-                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol")
-                self.atomic_write_table(path, pa.Table.from_pandas(part, schema=ADJ_SCHEMA, preserve_index=False))
-            partitions.append(f"trade_date={day.isoformat()}")
-        return WriteResult(partitions, len(factors), content_hash(factors))
+        return self._merge_day_files(factors[ADJ_SCHEMA.names], ADJ_SCHEMA,
+                                     lambda day: self.paths.raw_adj_factor(day, source))
 
     def read_adj_factor(
         self, symbols: Iterable[str] | None = None, start: dt.date | None = None, end: dt.date | None = None
     ) -> pd.DataFrame:
         """Stored adjustment factors (``symbol, trade_date, adj_factor``), all sources."""
-        symbols = list(symbols) if symbols is not None else None
-        filters = [("symbol", "in", symbols)] if symbols is not None else None
+        tables = self._read_day_files(self.paths.raw_adj_factor_dir(), symbols, start, end)
+        if not tables:
+            return ADJ_SCHEMA.empty_table().to_pandas()
+        df = pa.concat_tables(tables).to_pandas()
+        return df.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS).reset_index(drop=True)
+
+    def _merge_day_files(self, frame: pd.DataFrame, schema: pa.Schema, path_of) -> WriteResult:
+        """Merge rows into one file per trade date (``path_of(day)``): on each day, the rows of
+        the symbols in ``frame`` replace the stored ones; one lock per day partition."""
+        partitions = []
+        for day, part in frame.groupby("trade_date", sort=True):
+            path = path_of(day)
+            with self.lock_partition(path):
+                if self.exists(path):
+                    old = self.read_table(path).to_pandas()
+                    part = pd.concat([old[~old["symbol"].isin(part["symbol"])], part], ignore_index=True)
+                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol")
+                self.atomic_write_table(path, pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+            partitions.append(f"trade_date={day.isoformat()}")
+        return WriteResult(partitions, len(frame), content_hash(frame))
+
+    def _read_day_files(self, folder: str, symbols: Iterable[str] | None, start: dt.date | None,
+                        end: dt.date | None, source: str | None = None) -> list[pa.Table]:
+        """The day files under ``folder`` dated in ``[start, end]`` (only those partitions are
+        opened), of one source or all, filtered to ``symbols``."""
+        filters = [("symbol", "in", list(symbols))] if symbols is not None else None
         tables = []
-        for name in self.listdir(self.paths.raw_adj_factor_dir()):
+        for name in self.listdir(folder):
             m = _PART_RE.match(name)
             if not m:
                 continue
             d = dt.date.fromisoformat(m.group(1))
             if (start is not None and d < start) or (end is not None and d > end):
                 continue
-            part_dir = f"{self.paths.raw_adj_factor_dir()}/{name}"
-            for f in self.listdir(part_dir):
-                if f.endswith(".parquet") and ".tmp-" not in f:
-                    tables.append(self.read_table(f"{part_dir}/{f}", filters=filters))
-        if not tables:
-            return ADJ_SCHEMA.empty_table().to_pandas()
-        df = pa.concat_tables(tables).to_pandas()
-        return df.drop_duplicates(KEY_COLUMNS, keep="last").sort_values(KEY_COLUMNS).reset_index(drop=True)
+            for f in self.listdir(f"{folder}/{name}"):
+                if f.endswith(".parquet") and ".tmp-" not in f and (source is None or f == f"{source}.parquet"):
+                    tables.append(self.read_table(f"{folder}/{name}/{f}", filters=filters))
+        return tables
 
     # -- instrument facts ------------------------------------------------------------------
     def write_reference(self, table: str, rows: pd.DataFrame, source: str, symbols: Iterable[str]) -> int:
@@ -467,36 +477,13 @@ class Lake:
         """Merge exchange limit prices (``STK_LIMIT_SCHEMA``) into day partitions."""
         if limits.empty:
             return WriteResult([], 0, content_hash(limits))
-        limits = limits.assign(source=source)[STK_LIMIT_SCHEMA.names]
-        partitions = []
-        for day, part in limits.groupby("trade_date", sort=True):
-            path = self.paths.raw_stk_limit(day, source)
-            with self.lock_partition(path):
-                if self.exists(path):
-                    old = self.read_table(path).to_pandas()
-                    part = pd.concat([old[~old["symbol"].isin(part["symbol"])], part], ignore_index=True)
-                part = part.drop_duplicates(KEY_COLUMNS, keep="last").sort_values("symbol")
-                self.atomic_write_table(path, pa.Table.from_pandas(part, schema=STK_LIMIT_SCHEMA,
-                                                                   preserve_index=False))
-            partitions.append(f"trade_date={day.isoformat()}")
-        return WriteResult(partitions, len(limits), content_hash(limits))
+        return self._merge_day_files(limits.assign(source=source)[STK_LIMIT_SCHEMA.names], STK_LIMIT_SCHEMA,
+                                     lambda day: self.paths.raw_stk_limit(day, source))
 
     def read_stk_limit(self, symbols: Iterable[str] | None = None, start: dt.date | None = None,
                        end: dt.date | None = None, source: str | None = None) -> pd.DataFrame:
         """Stored exchange limit prices in ``[start, end]`` (only those day partitions are opened)."""
-        filters = [("symbol", "in", list(symbols))] if symbols is not None else None
-        tables = []
-        for name in self.listdir(self.paths.raw_stk_limit_dir()):
-            m = _PART_RE.match(name)
-            if not m:
-                continue
-            d = dt.date.fromisoformat(m.group(1))
-            if (start is not None and d < start) or (end is not None and d > end):
-                continue
-            part_dir = f"{self.paths.raw_stk_limit_dir()}/{name}"
-            for f in self.listdir(part_dir):
-                if f.endswith(".parquet") and ".tmp-" not in f and (source is None or f == f"{source}.parquet"):
-                    tables.append(self.read_table(f"{part_dir}/{f}", filters=filters))
+        tables = self._read_day_files(self.paths.raw_stk_limit_dir(), symbols, start, end, source)
         if not tables:
             return empty_frame(STK_LIMIT_SCHEMA)
         df = pa.concat_tables(tables).to_pandas()
