@@ -26,7 +26,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from kline.calendar import A_SHARE_CALENDAR, next_session
 from kline.config import FeatureConfig
 
-PANEL_KEYS = ["symbol", "trade_date", "close", "target", "target_date"]
 TARGETS = ("log_return", "seed")
 SCALERS = ("zscore", "minmax")
 _ROLLING_RE = re.compile(r"^(volatility|momentum)_(\d+)$")

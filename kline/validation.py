@@ -343,19 +343,6 @@ def _count_released(previously: pd.DataFrame, failed: pd.DataFrame) -> int:
     return int((~again).sum())
 
 
-def read_quarantine(
-    lake: Lake, symbols: Iterable[str] | None = None, start: dt.date | None = None, end: dt.date | None = None
-) -> pd.DataFrame:
-    """Quarantined rows (``QUARANTINE_SCHEMA``), sorted by (symbol, trade_date)."""
-    filters = [("symbol", "in", list(symbols))] if symbols is not None else None
-    tables = [lake.read_table(p, filters=filters) for _, p in _quarantine_files(lake, start, end)]
-    if not tables:
-        return QUARANTINE_SCHEMA.empty_table().to_pandas()
-    # files written before ``reason`` existed lack the column: promote fills it with nulls
-    df = pa.concat_tables(tables, promote_options="default").to_pandas()
-    return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
-
-
 def quarantine_counts(lake: Lake) -> dict[str, int]:
     """Quarantined rows per symbol (for ``kline status``); reads only the symbol column and
     never imports Great Expectations."""
@@ -372,19 +359,6 @@ def quarantine_counts(lake: Lake) -> dict[str, int]:
 def read_validation_result(lake: Lake, run_id: str) -> dict[str, Any]:
     """The result document a validation run wrote."""
     return json.loads(lake.read_text(lake.paths.validation_result(run_id)))
-
-
-def validation_history(lake: Lake, limit: int | None = None) -> list[dict[str, Any]]:
-    """Result documents of past runs, newest first (run ids sort by time), without the
-    per-expectation details."""
-    names = [n for n in lake.listdir(lake.paths.validation_results_dir()) if n.endswith(".json")]
-    names = sorted(names, reverse=True)[:limit]
-    out = []
-    for n in names:
-        doc = json.loads(lake.read_text(f"{lake.paths.validation_results_dir()}/{n}"))
-        doc.pop("expectations", None)
-        out.append(doc)
-    return out
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:

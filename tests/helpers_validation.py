@@ -9,13 +9,18 @@ reach validation through it (or through a raw file written by another tool).
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
 from kline.schema import KEY_COLUMNS, to_canonical, to_table
+from kline.validation import QUARANTINE_SCHEMA, _quarantine_files
 
 MAIN_BOARD = "000001.SZ"  # Ping An Bank: a main-board stock (10 % limit)
 OTHER = "600519.SH"
@@ -94,3 +99,29 @@ def chunk_ref(frame: pd.DataFrame, start: dt.date, end: dt.date, source: str = "
     """The chunk reference ``ingest_range`` would return for ``frame`` (the fields used)."""
     return {"source": source, "start": start.isoformat(), "end": end.isoformat(),
             "symbols": sorted(frame["symbol"].unique().tolist()), "rows": len(frame)}
+
+
+def read_quarantine(
+    lake: Lake, symbols: Iterable[str] | None = None, start: dt.date | None = None, end: dt.date | None = None
+) -> pd.DataFrame:
+    """Quarantined rows (``QUARANTINE_SCHEMA``), sorted by (symbol, trade_date)."""
+    filters = [("symbol", "in", list(symbols))] if symbols is not None else None
+    tables = [lake.read_table(p, filters=filters) for _, p in _quarantine_files(lake, start, end)]
+    if not tables:
+        return QUARANTINE_SCHEMA.empty_table().to_pandas()
+    # files written before ``reason`` existed lack the column: promote fills it with nulls
+    df = pa.concat_tables(tables, promote_options="default").to_pandas()
+    return df.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def validation_history(lake: Lake, limit: int | None = None) -> list[dict[str, Any]]:
+    """Result documents of past runs, newest first (run ids sort by time), without the
+    per-expectation details."""
+    names = [n for n in lake.listdir(lake.paths.validation_results_dir()) if n.endswith(".json")]
+    names = sorted(names, reverse=True)[:limit]
+    out = []
+    for n in names:
+        doc = json.loads(lake.read_text(f"{lake.paths.validation_results_dir()}/{n}"))
+        doc.pop("expectations", None)
+        out.append(doc)
+    return out

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers_pipeline import STAGES as PIPELINE_STAGES
 from helpers_pipeline import fast_config
-from helpers_validation import MAIN_BOARD, OTHER, corrupted_import
+from helpers_validation import MAIN_BOARD, OTHER, corrupted_import, read_quarantine
 from prefect import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -28,7 +28,6 @@ from flows.hooks import FAILURE_KEY
 from kline.lake import Lake
 from kline.providers import FatalProviderError, TransientProviderError
 from kline.providers.synthetic import SyntheticProvider
-from kline.validation import read_quarantine
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

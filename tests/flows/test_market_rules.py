@@ -7,11 +7,11 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_validation import read_quarantine, validation_history
 
 from flows.cli import main
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
-from kline.validation import read_quarantine, validation_history
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -16,7 +16,7 @@ from kline.validation import quarantine_counts
 from tasks._common import stage_settings
 from tasks.ingest import ingest_chunk
 from tasks.validate import DOCS_KEY, FAILURES_KEY, SUMMARY_KEY, validate_chunk_task
-from tests.helpers_validation import (
+from helpers_validation import (
     FEB_2024,
     MAIN_BOARD,
     chunk_ref,

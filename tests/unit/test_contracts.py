@@ -23,7 +23,7 @@ from kline.instruments import instrument
 from kline.providers.synthetic import SyntheticProvider, synthetic_facts
 from kline.rules import InstrumentFacts
 from kline.schema import to_canonical, to_table
-from tests.helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
+from helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
 
 TODAY = dt.date(2024, 3, 15)
 CFG = ValidationConfig()

@@ -13,6 +13,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers_validation import (
+    FEB_2024,
+    MAIN_BOARD,
+    OTHER,
+    chunk_ref,
+    clean_bars,
+    corrupted_import,
+    read_quarantine,
+    validation_history,
+    write_raw_frame,
+)
 
 from kline.calendar import sessions_in_range
 from kline.config import Settings
@@ -24,20 +35,9 @@ from kline.schema import to_table
 from kline.validation import (
     failure_table,
     quarantine_counts,
-    read_quarantine,
     read_validation_result,
     summary_markdown,
     validate_chunk,
-    validation_history,
-)
-from tests.helpers_validation import (
-    FEB_2024,
-    MAIN_BOARD,
-    OTHER,
-    chunk_ref,
-    clean_bars,
-    corrupted_import,
-    write_raw_frame,
 )
 
 TODAY = dt.date(2024, 6, 3)

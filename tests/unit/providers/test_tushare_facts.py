@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from helpers_validation import read_quarantine
 from tushare_server import TOKEN
 
 from kline.config import Settings, TushareConfig
@@ -13,7 +14,7 @@ from kline.ingestion import ingest_range
 from kline.providers.base import InstrumentFactsProvider
 from kline.providers.synthetic import SyntheticProvider, synthetic_facts
 from kline.providers.tushare import TushareProvider
-from kline.validation import read_quarantine, summary_markdown, validate_chunk
+from kline.validation import summary_markdown, validate_chunk
 
 JAN = (dt.date(2024, 1, 1), dt.date(2024, 1, 31))
 
