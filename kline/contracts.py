@@ -170,74 +170,113 @@ def derive_checks(
     frame = bars.sort_values([c for c in KEY_COLUMNS if c in bars.columns], kind="stable")
     frame = frame.reset_index(drop=True)
     frame.insert(0, ROW_ID, np.arange(len(frame), dtype="int64"))
-    n = len(frame)
-
-    def num(col: str) -> np.ndarray:
-        if col not in frame:
-            return np.full(n, np.nan)
-        return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-
-    symbols = frame["symbol"] if "symbol" in frame else pd.Series([None] * n, dtype="object")
-    codes, uniq = pd.factorize(symbols, use_na_sentinel=True)
-    insts = [instruments.get(s) for s in uniq]
-    index_of = np.array([bool(i is not None and i.is_index) for i in insts] + [False])
-    is_index = index_of[codes]  # code -1 (null symbol) picks the trailing False
-
-    if "trade_date" in frame:
-        days = pd.to_datetime(frame["trade_date"], errors="coerce").to_numpy().astype("datetime64[D]")
-    else:
-        days = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    has_day = ~np.isnat(days)
-
-    # Sessions: one sorted array per calendar, indexed once for the whole chunk.
-    is_session = np.zeros(n, dtype=bool)
-    session_pos = np.zeros(n, dtype="int64")  # index into the calendar, for gap counting
-    cal_of_code = np.array([i.calendar if i is not None else "" for i in insts] + [""], dtype=object)
-    row_cal = cal_of_code[codes]
+    rows = _Rows.of(frame, instruments)
     prev_days = _previous_days(previous)
-    if has_day.any():
-        lo = min(days[has_day].min(), *prev_days.values()) if prev_days else days[has_day].min()
-        hi = days[has_day].max()
-        for cal in {c for c in cal_of_code if c}:
-            m = (row_cal == cal) & has_day
-            if not m.any():
-                continue
-            sess = sessions_array(_as_date(lo), _as_date(hi), cal)
-            pos = np.searchsorted(sess, days[m])
-            is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
-            session_pos[m] = pos
-        frame["chk_is_session"] = np.where(has_day, is_session, None)
-        frame["chk_not_future"] = np.where(has_day, days <= np.datetime64(today, "D"), None)
-    else:
-        frame["chk_is_session"] = np.full(n, None, dtype=object)
-        frame["chk_not_future"] = np.full(n, None, dtype=object)
+    is_session, session_pos = _session_checks(frame, rows, prev_days, today)
+    _limit_checks(frame, rows, facts)
+    _continuity_checks(frame, rows, previous, prev_days, is_session, session_pos)
+    return frame
 
-    close, pre_close = num("close"), num("pre_close")
-    up, down = np.full(n, np.nan), np.full(n, np.nan)
-    up_price, down_price = np.full(n, np.nan), np.full(n, np.nan)
-    rule = np.full(n, None, dtype=object)
-    for k, inst in enumerate(insts):
-        rows = np.flatnonzero((codes == k) & has_day)
+
+@dataclass
+class _Rows:
+    """Per-row arrays of a sorted chunk: symbol codes into ``uniq``, instruments, days."""
+
+    n: int
+    codes: np.ndarray
+    uniq: Any
+    insts: list[Instrument | None]
+    is_index: np.ndarray
+    days: np.ndarray
+    has_day: np.ndarray
+    cal_of_code: np.ndarray
+    row_cal: np.ndarray
+    close: np.ndarray
+    pre_close: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, instruments: Mapping[str, Instrument]) -> _Rows:
+        n = len(frame)
+
+        def num(col: str) -> np.ndarray:
+            if col not in frame:
+                return np.full(n, np.nan)
+            return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+        symbols = frame["symbol"] if "symbol" in frame else pd.Series([None] * n, dtype="object")
+        codes, uniq = pd.factorize(symbols, use_na_sentinel=True)
+        insts = [instruments.get(s) for s in uniq]
+        index_of = np.array([bool(i is not None and i.is_index) for i in insts] + [False])
+        if "trade_date" in frame:
+            days = pd.to_datetime(frame["trade_date"], errors="coerce").to_numpy().astype("datetime64[D]")
+        else:
+            days = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        cal_of_code = np.array([i.calendar if i is not None else "" for i in insts] + [""], dtype=object)
+        # code -1 (null symbol) picks the trailing sentinel of the per-code arrays
+        return cls(n, codes, uniq, insts, index_of[codes], days, ~np.isnat(days), cal_of_code,
+                   cal_of_code[codes], num("close"), num("pre_close"))
+
+
+def _session_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np.datetime64],
+                    today: dt.date) -> tuple[np.ndarray, np.ndarray]:
+    """``chk_is_session`` and ``chk_not_future``; returns (is_session, position in the calendar)
+    with one sorted session array per calendar, indexed once for the whole chunk."""
+    is_session = np.zeros(r.n, dtype=bool)
+    session_pos = np.zeros(r.n, dtype="int64")
+    if not r.has_day.any():
+        frame["chk_is_session"] = np.full(r.n, None, dtype=object)
+        frame["chk_not_future"] = np.full(r.n, None, dtype=object)
+        return is_session, session_pos
+    days = r.days
+    lo = min(days[r.has_day].min(), *prev_days.values()) if prev_days else days[r.has_day].min()
+    hi = days[r.has_day].max()
+    for cal in {c for c in r.cal_of_code if c}:
+        m = (r.row_cal == cal) & r.has_day
+        if not m.any():
+            continue
+        sess = sessions_array(_as_date(lo), _as_date(hi), cal)
+        pos = np.searchsorted(sess, days[m])
+        is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
+        session_pos[m] = pos
+    frame["chk_is_session"] = np.where(r.has_day, is_session, None)
+    frame["chk_not_future"] = np.where(r.has_day, days <= np.datetime64(today, "D"), None)
+    return is_session, session_pos
+
+
+def _limit_checks(frame: pd.DataFrame, r: _Rows, facts: InstrumentFacts | None) -> None:
+    """``chk_limit_excess`` / ``chk_limit_price_excess`` / ``chk_limit_rule`` from the dated
+    limit of each row, and ``chk_index_move`` (an index's absolute return)."""
+    up, down = np.full(r.n, np.nan), np.full(r.n, np.nan)
+    up_price, down_price = np.full(r.n, np.nan), np.full(r.n, np.nan)
+    rule = np.full(r.n, None, dtype=object)
+    for k, inst in enumerate(r.insts):
+        rows = np.flatnonzero((r.codes == k) & r.has_day)
         if inst is None or not len(rows):
             continue
-        t = limit_table(str(uniq[k]), days[rows], facts, inst)
+        t = limit_table(str(r.uniq[k]), r.days[rows], facts, inst)
         up[rows], down[rows], up_price[rows], down_price[rows], rule[rows] = (
             t.up, t.down, t.up_price, t.down_price, t.rule)
+    close, pre_close = r.close, r.pre_close
     with np.errstate(divide="ignore", invalid="ignore"):
         ret = np.where(pre_close > 0, close / pre_close - 1.0, np.nan)
         excess = np.where(np.isnan(up_price), np.fmax(ret - up, -ret - down), np.nan)
     frame["chk_limit_excess"] = np.where(np.isnan(ret), np.nan, excess)
     frame["chk_limit_price_excess"] = np.fmax(close - up_price, down_price - close)
     frame["chk_limit_rule"] = rule
-    frame["chk_index_move"] = np.where(is_index, np.abs(ret), np.nan)
+    frame["chk_index_move"] = np.where(r.is_index, np.abs(ret), np.nan)
 
-    # Previous row of the same symbol: the row before in this sorted frame, or for the first
-    # row of a symbol its last curated bar before the chunk.
+
+def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
+                       prev_days: Mapping[str, np.datetime64], is_session: np.ndarray,
+                       session_pos: np.ndarray) -> None:
+    """``chk_pre_close_diff`` and ``chk_sessions_missing`` against the previous row of the same
+    symbol: the row before in the sorted frame, or for a symbol's first row its last curated bar."""
+    n, codes, has_day = r.n, r.codes, r.has_day
     first = np.ones(n, dtype=bool)
     if n:
         first[1:] = codes[1:] != codes[:-1]
     prev_close = np.full(n, np.nan)
-    prev_close[1:] = close[:-1]
+    prev_close[1:] = r.close[:-1]
     prev_known = ~first & has_day & np.roll(has_day, 1)
     gap = np.full(n, np.nan)
     # A skipped session shows as a jump of more than one in the calendar position. Rows on
@@ -246,18 +285,17 @@ def derive_checks(
     gap[1:][inner[1:]] = np.maximum(session_pos[1:] - session_pos[:-1] - 1, 0)[inner[1:]]
     prev_closes = _previous_closes(previous)
     for i in np.flatnonzero(first):
-        sym = uniq[codes[i]] if codes[i] >= 0 else None
+        sym = r.uniq[codes[i]] if codes[i] >= 0 else None
         prev_close[i] = np.nan
-        if sym in prev_closes and has_day[i] and row_cal[i]:
+        if sym in prev_closes and has_day[i] and r.row_cal[i]:
             prev_close[i] = prev_closes[sym]
             prev_known[i] = True
             if is_session[i]:
-                d, cal = _as_date(prev_days[sym]), row_cal[i]
-                between = sessions_array(d + dt.timedelta(days=1), _as_date(days[i]) - dt.timedelta(days=1), cal)
+                d, cal = _as_date(prev_days[sym]), r.row_cal[i]
+                between = sessions_array(d + dt.timedelta(days=1), _as_date(r.days[i]) - dt.timedelta(days=1), cal)
                 gap[i] = len(between)
-    frame["chk_pre_close_diff"] = np.where(prev_known, np.abs(pre_close - prev_close), np.nan)
+    frame["chk_pre_close_diff"] = np.where(prev_known, np.abs(r.pre_close - prev_close), np.nan)
     frame["chk_sessions_missing"] = gap.astype("float64")
-    return frame
 
 
 def _as_date(x: np.datetime64) -> dt.date:
@@ -389,21 +427,7 @@ def run_suite(
     if statistics.get("evaluated_expectations"):
         statistics["success_percent"] = 100.0 * statistics.get("successful_expectations", 0) / statistics["evaluated_expectations"]
 
-    outcomes = []
-    for e in suite:
-        r = raw[e.rule]
-        res = r.result or {}
-        idx = res.get("unexpected_index_list") or []
-        failed = np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64")
-        exc = r.exception_info or {}
-        raised = exc.get("raised_exception")
-        outcomes.append(ExpectationOutcome(
-            rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
-            description=e.description, success=bool(r.success),
-            unexpected_count=int(res.get("unexpected_count") or 0), failed_rows=failed,
-            observed=jsonable(res.get("observed_value")),
-            exception=str(exc.get("exception_message")) if raised else None,
-        ))
+    outcomes = [_outcome(e, raw[e.rule]) for e in suite]
 
     docs_index, pages = None, {}
     if docs is not None:
@@ -411,6 +435,21 @@ def run_suite(
     return SuiteOutcome(
         success=success, outcomes=outcomes, statistics=jsonable(statistics), docs_index=docs_index,
         seconds=time.perf_counter() - t0, docs_pages=pages,
+    )
+
+
+def _outcome(e: Expectation, r: Any) -> ExpectationOutcome:
+    """One rule's outcome from its GX result: failed rows as ``row_id`` positions."""
+    res = r.result or {}
+    idx = res.get("unexpected_index_list") or []
+    exc = r.exception_info or {}
+    return ExpectationOutcome(
+        rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
+        description=e.description, success=bool(r.success),
+        unexpected_count=int(res.get("unexpected_count") or 0),
+        failed_rows=np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64"),
+        observed=jsonable(res.get("observed_value")),
+        exception=str(exc.get("exception_message")) if exc.get("raised_exception") else None,
     )
 
 

@@ -96,7 +96,7 @@ def validate_chunk(
     downstream; ``today`` (default today in ``settings.timezone``) bounds trade dates.
     Raises ``ChunkValidationError`` naming the rule when the whole chunk fails (schema).
     """
-    from kline.contracts import ChunkValidationError, DocsSite, bar_suite, derive_checks, run_suite
+    from kline.contracts import ChunkValidationError, bar_suite, derive_checks, run_suite
 
     t0 = time.perf_counter()
     cfg = settings.validation
@@ -110,16 +110,11 @@ def validate_chunk(
     bars = lake.read_raw_bars(start, end, symbols, source)
     present = bars["symbol"].dropna().astype(str).unique().tolist() if "symbol" in bars else []
     instruments = {s: instrument_for(s, settings) for s in dict.fromkeys([*symbols, *present])}
-    previous = previous_curated(lake, symbols, start, cfg.lookback_days)
     facts = lake.read_instrument_facts(list(instruments), start, end, source=source)
-    frame = derive_checks(bars, instruments, previous, today, facts)
+    frame = derive_checks(bars, instruments, previous_curated(lake, symbols, start, cfg.lookback_days),
+                          today, facts)
 
-    docs = None
-    if cfg.data_docs and "://" not in lake.root:
-        docs = DocsSite(site_dir=lake.paths.data_docs_dir(),
-                        results_dir=f"{lake.paths.validation_results_dir()}/gx",
-                        history=cfg.docs_history, links=docs_links(lake, run_date),
-                        index_links={"kline reports": lake.paths.reports_index()})
+    docs = _docs_site(lake, settings, run_date)
     outcome = run_suite(frame, bar_suite(cfg, today), run_name=run_id, docs=docs,
                         docs_lock=lake.lock("validation-docs") if docs else None,
                         asset_name=asset_name(source, start, end, symbols))
@@ -133,52 +128,29 @@ def validate_chunk(
     }
     rejected = outcome.chunk_failures()
     if rejected:
-        doc = {**base, "status": "rejected", "rows_checked": len(frame),
-               "failed_expectations": rejected, "gx_seconds": round(outcome.seconds, 3),
-               "statistics": outcome.statistics,
-               "expectations": [_expectation_doc(o, frame) for o in outcome.outcomes]}
-        lake.atomic_write_text(base["result_path"], json.dumps(doc, indent=1, default=str))
+        _write_result(lake, {**base, "status": "rejected", "rows_checked": len(frame),
+                             "failed_expectations": rejected, "gx_seconds": round(outcome.seconds, 3)},
+                      outcome, frame)
         detail = "; ".join(f"{o.rule}: {o.exception or o.observed}" for o in outcome.outcomes
                            if o.rule in rejected)
         raise ChunkValidationError(rejected, detail)
 
-    # Row verdicts: one boolean column per critical rule, then the failed names per row.
     critical = [o for o in outcome.outcomes if o.scope == "row" and o.severity == "critical"]
     warnings = [o for o in outcome.outcomes if o.scope == "row" and o.severity == "warning"]
-    n = len(frame)
-    fails = np.zeros((n, len(critical)), dtype=bool)
-    for j, o in enumerate(critical):
-        fails[o.failed_rows, j] = True
-    bad = fails.any(axis=1)
+    bad, passed, failed = _row_verdicts(frame, critical)
 
-    passed = frame.loc[~bad, BAR_COLUMNS].reset_index(drop=True)
-    failed = frame.loc[bad, BAR_COLUMNS].reset_index(drop=True)
-    names = np.array([o.rule for o in critical], dtype=object)
-    failed["failed_expectations"] = [",".join(names[row]) for row in fails[bad]]
-    checks = frame.loc[bad, ["chk_limit_excess", "chk_limit_price_excess", "chk_limit_rule"]]
-    failed["reason"] = [_reason(names[row], r) for row, r in
-                        zip(fails[bad], checks.itertuples(index=False), strict=True)]
+    curated_years, removed_from_curated, released = _apply_verdicts(lake, passed, failed, run_id,
+                                                                    symbols, start, end)
 
-    validated_at = pd.Timestamp.now(tz="UTC")
-    curated_years = lake.write_curated_bars(passed)
-    keys = failed[KEY_COLUMNS].dropna()
-    removed_from_curated = lake.delete_curated_rows(keys) if not keys.empty else 0
-    previously = release_quarantine(lake, symbols, start, end)
-    write_quarantine(lake, failed, run_id, validated_at, undated=start)
-    released = _count_released(previously, failed)
-
-    by_symbol = _per_symbol(frame, bad, warnings, symbols, instruments, start, min(end, today))
-    on_run_date = pd.to_datetime(failed["trade_date"], errors="coerce").dt.date == run_date
-    excluded = sorted(set(failed.loc[on_run_date.to_numpy(), "symbol"].dropna().astype(str)))
-    no_bar = sorted(set(symbols) - set(passed.loc[passed["trade_date"] == run_date, "symbol"]) - set(excluded))
+    excluded, no_bar = _run_date_gaps(passed, failed, symbols, run_date)
     summary = {
         **base,
         "status": "passed" if not bad.any() else "quarantined",
-        "rows_checked": n,
+        "rows_checked": len(frame),
         "rows_passed": int((~bad).sum()),
         "rows_quarantined": int(bad.sum()),
         "limit_facts": facts.sources(),
-        "by_symbol": by_symbol,
+        "by_symbol": _per_symbol(frame, bad, warnings, symbols, instruments, start, min(end, today)),
         "failed_expectations": [o.rule for o in critical if not o.success],
         "warning_expectations": [o.rule for o in warnings if not o.success],
         "excluded_symbols": excluded,
@@ -186,14 +158,69 @@ def validate_chunk(
         "curated_fingerprint": content_hash(passed.sort_values(KEY_COLUMNS, kind="stable")),
         "curated_years": curated_years,
         "released_from_quarantine": released,
-        "removed_from_curated": int(removed_from_curated),
+        "removed_from_curated": removed_from_curated,
         "gx_seconds": round(outcome.seconds, 3),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    _write_result(lake, summary, outcome, frame)
+    return summary
+
+
+def _run_date_gaps(passed: pd.DataFrame, failed: pd.DataFrame, symbols: list[str],
+                   run_date: dt.date) -> tuple[list[str], list[str]]:
+    """(symbols whose run-date bar is quarantined, symbols with no bar on the run date at all)."""
+    on_run_date = pd.to_datetime(failed["trade_date"], errors="coerce").dt.date == run_date
+    excluded = sorted(set(failed.loc[on_run_date.to_numpy(), "symbol"].dropna().astype(str)))
+    no_bar = sorted(set(symbols) - set(passed.loc[passed["trade_date"] == run_date, "symbol"]) - set(excluded))
+    return excluded, no_bar
+
+
+def _apply_verdicts(lake: Lake, passed: pd.DataFrame, failed: pd.DataFrame, run_id: str,
+                    symbols: list[str], start: dt.date, end: dt.date) -> tuple[list[int], int, int]:
+    """Write passed rows to curated, take failed keys out of it, and replace the chunk's
+    quarantine; returns (curated years written, rows removed from curated, rows released)."""
+    curated_years = lake.write_curated_bars(passed)
+    keys = failed[KEY_COLUMNS].dropna()
+    removed = lake.delete_curated_rows(keys) if not keys.empty else 0
+    previously = release_quarantine(lake, symbols, start, end)
+    write_quarantine(lake, failed, run_id, pd.Timestamp.now(tz="UTC"), undated=start)
+    return curated_years, int(removed), _count_released(previously, failed)
+
+
+def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> Any:
+    """Where and how GX Data Docs are built for this lake (None when off or on an object store)."""
+    from kline.contracts import DocsSite
+
+    cfg = settings.validation
+    if not cfg.data_docs or "://" in lake.root:
+        return None
+    return DocsSite(site_dir=lake.paths.data_docs_dir(), results_dir=f"{lake.paths.validation_results_dir()}/gx",
+                    history=cfg.docs_history, links=docs_links(lake, run_date),
+                    index_links={"kline reports": lake.paths.reports_index()})
+
+
+def _row_verdicts(frame: pd.DataFrame, critical: list[Any]) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """(bad mask, passed bars, failed bars with failed rule names and a reason) from the
+    critical row rules' failed row positions."""
+    fails = np.zeros((len(frame), len(critical)), dtype=bool)
+    for j, o in enumerate(critical):
+        fails[o.failed_rows, j] = True
+    bad = fails.any(axis=1)
+    passed = frame.loc[~bad, BAR_COLUMNS].reset_index(drop=True)
+    failed = frame.loc[bad, BAR_COLUMNS].reset_index(drop=True)
+    names = np.array([o.rule for o in critical], dtype=object)
+    failed["failed_expectations"] = [",".join(names[row]) for row in fails[bad]]
+    checks = frame.loc[bad, ["chk_limit_excess", "chk_limit_price_excess", "chk_limit_rule"]]
+    failed["reason"] = [_reason(names[row], r) for row, r in
+                        zip(fails[bad], checks.itertuples(index=False), strict=True)]
+    return bad, passed, failed
+
+
+def _write_result(lake: Lake, summary: Mapping[str, Any], outcome: Any, frame: pd.DataFrame) -> None:
+    """The run's result document: the summary plus GX statistics and per-expectation details."""
     doc = {**summary, "statistics": outcome.statistics,
            "expectations": [_expectation_doc(o, frame) for o in outcome.outcomes]}
-    lake.atomic_write_text(base["result_path"], json.dumps(doc, indent=1, default=str))
-    return summary
+    lake.atomic_write_text(summary["result_path"], json.dumps(doc, indent=1, default=str))
 
 
 def asset_name(source: str, start: dt.date, end: dt.date, symbols: list[str]) -> str:
