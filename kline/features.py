@@ -96,64 +96,74 @@ def build_features(
         raise FeatureError(f"bars lack column(s): {', '.join(missing)}")
     df = bars[need].sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True)
     df = _adjust(df, adj_factor)
-    n = len(df)
-    sym = df["symbol"].to_numpy()
-    first = np.ones(n, dtype=bool)
-    first[1:] = sym[1:] != sym[:-1]
-    last = np.ones(n, dtype=bool)
-    last[:-1] = first[1:]
-    # position of each row inside its symbol's history (0 for the first row)
-    starts = np.flatnonzero(first)
-    pos = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+    g = _Groups(df["symbol"].to_numpy())
+    c = df["close"].to_numpy("float64")
+    cols, target = _feature_columns(df, cfg.features, g)
+    tdate = df["trade_date"].to_numpy()
+    target_date = np.empty(g.n, dtype=object)
+    target_date[:-1] = tdate[1:]
+    for i in np.flatnonzero(g.last):
+        target_date[i] = next_session(tdate[i], calendar)
+    panel = pd.DataFrame({"symbol": g.sym, "trade_date": tdate, "close": c})
+    for name, values in cols.items():
+        panel[name] = values
+    panel["target"] = target
+    panel["target_date"] = target_date
+    return panel
 
-    def lag(a: np.ndarray) -> np.ndarray:
+
+class _Groups:
+    """Row positions of a frame sorted by (symbol, trade_date): each symbol's first and last
+    row, the position inside its history, and lag/lead that never cross symbols (NaN there)."""
+
+    def __init__(self, sym: np.ndarray):
+        self.sym, self.n = sym, len(sym)
+        self.first = np.ones(self.n, dtype=bool)
+        self.first[1:] = sym[1:] != sym[:-1]
+        self.last = np.ones(self.n, dtype=bool)
+        self.last[:-1] = self.first[1:]
+        starts = np.flatnonzero(self.first)
+        self.pos = np.arange(self.n) - np.repeat(starts, np.diff(np.append(starts, self.n)))
+
+    def lag(self, a: np.ndarray) -> np.ndarray:
         out = np.empty_like(a)
         out[1:] = a[:-1]
-        out[first] = np.nan
+        out[self.first] = np.nan
         return out
 
-    def lead(a: np.ndarray) -> np.ndarray:
+    def lead(self, a: np.ndarray) -> np.ndarray:
         out = np.empty_like(a)
         out[:-1] = a[1:]
-        out[last] = np.nan
+        out[self.last] = np.nan
         return out
 
+
+def _feature_columns(df: pd.DataFrame, names: Sequence[str], g: _Groups) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(feature name -> column, target = next log close - log close) for the sorted bars."""
     o, h, lo, c = (df[k].to_numpy("float64") for k in ("open", "high", "low", "close"))
     v = df["volume"].to_numpy("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         log_c = np.log(c)
-        ret = log_c - lag(log_c)
+        ret = log_c - g.lag(log_c)
         cols: dict[str, np.ndarray] = {}
-        for name in cfg.features:
+        for name in names:
             if name == "log_return":
                 cols[name] = ret
             elif name == "hl_range":
                 cols[name] = np.log(h / lo)
             elif name == "open_gap":
-                cols[name] = np.log(o) - lag(log_c)
+                cols[name] = np.log(o) - g.lag(log_c)
             elif name == "log_volume_change":
                 lv = np.log1p(np.maximum(v, 0.0))
-                cols[name] = lv - lag(lv)
+                cols[name] = lv - g.lag(lv)
             elif name == "close":
                 continue  # the panel's own close column
             elif name == "log_close":
                 cols[name] = log_c
             else:
                 kind, k = _ROLLING_RE.match(name).groups()
-                cols[name] = _rolling(ret, int(k), pos, kind)
-        target = lead(log_c) - log_c
-
-    tdate = df["trade_date"].to_numpy()
-    target_date = np.empty(n, dtype=object)
-    target_date[:-1] = tdate[1:]
-    for i in np.flatnonzero(last):
-        target_date[i] = next_session(tdate[i], calendar)
-    panel = pd.DataFrame({"symbol": sym, "trade_date": tdate, "close": c})
-    for name, values in cols.items():
-        panel[name] = values
-    panel["target"] = target
-    panel["target_date"] = target_date
-    return panel
+                cols[name] = _rolling(ret, int(k), g.pos, kind)
+        return cols, g.lead(log_c) - log_c
 
 
 def _rolling(ret: np.ndarray, k: int, pos: np.ndarray, kind: str) -> np.ndarray:
