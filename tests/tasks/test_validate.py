@@ -4,6 +4,14 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers_validation import (
+    FEB_2024,
+    MAIN_BOARD,
+    chunk_ref,
+    clean_bars,
+    corrupted_import,
+    write_raw_frame,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
@@ -16,14 +24,6 @@ from kline.validation import quarantine_counts
 from tasks._common import stage_settings
 from tasks.ingest import ingest_chunk
 from tasks.validate import DOCS_KEY, FAILURES_KEY, SUMMARY_KEY, validate_chunk_task
-from helpers_validation import (
-    FEB_2024,
-    MAIN_BOARD,
-    chunk_ref,
-    clean_bars,
-    corrupted_import,
-    write_raw_frame,
-)
 
 SUB = stage_settings(Settings(), "validate")
 

@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
 
 from kline.config import DEFAULT_UNIVERSE, ValidationConfig
 from kline.contracts import (
@@ -23,7 +24,6 @@ from kline.instruments import instrument
 from kline.providers.synthetic import SyntheticProvider, synthetic_facts
 from kline.rules import InstrumentFacts
 from kline.schema import to_canonical, to_table
-from helpers_validation import INDEX, MAIN_BOARD, OTHER, clean_bars
 
 TODAY = dt.date(2024, 3, 15)
 CFG = ValidationConfig()
