@@ -6,6 +6,25 @@ next-session log return, NaN on a symbol's last row) and ``target_date`` (the ne
 session, or the next calendar session after the last row). Every feature at row ``t`` uses
 bars dated ``<= t`` only; ``target`` is the only column that looks ahead.
 
+Feature names (``FeatureConfig.features``), all point in time (row ``t`` reads bars dated
+``<= t``; "sessions" below are the symbol's own rows, so a suspension is skipped over):
+
+- ``log_return``, ``return_N``: log close change over 1 / N sessions; ``momentum_N`` the sum
+  of the last N log returns, ``volatility_N`` their std (ddof 1).
+- ``hl_range`` log(high / low); ``open_gap`` log(open / previous close);
+  ``log_volume_change`` change of log(1 + volume); ``close``, ``log_close``.
+- ``volume_z_N``, ``amount_z_N``: today's log(1 + volume) (or amount) as a z-score against
+  the N sessions before today (0 when they are constant; NaN until N sessions exist).
+- ``turnover``: the bars' own ``turnover`` column (percent of tradable shares traded, as the
+  vendor reports it); a FeatureError when the bars do not carry it.
+- ``market_return``: the log return of the market index (``market_symbol``, default the SSE
+  Composite ``000001.SH``) on the row's session: from ``market_bars`` when given, else from
+  the index's own rows in ``bars``; a FeatureError when neither has it. NaN on a session the
+  index has no bar (a suspended stock still sees the index's one-session return).
+- ``rank_<feature>``: percentile rank of ``<feature>`` among the stocks with a value on the
+  same session, ``(rank - 0.5) / n`` in (0, 1); an index row gets 0.5 (neutral). Needs at least
+  ``MIN_RANK_STOCKS`` (30) distinct stocks in the bars, else a FeatureError.
+
 The leakage boundary is ``train_end``: a row or a window belongs to training when its
 ``target_date <= train_end``, and scalers are fitted on those rows only.
 """
@@ -25,11 +44,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kline.calendar import A_SHARE_CALENDAR, next_session
 from kline.config import FeatureConfig
+from kline.instruments import instrument, is_a_share_code
 
 TARGETS = ("log_return", "seed")
 SCALERS = ("zscore", "minmax")
-_ROLLING_RE = re.compile(r"^(volatility|momentum)_(\d+)$")
-_PLAIN_FEATURES = ("log_return", "hl_range", "open_gap", "log_volume_change", "close", "log_close")
+_ROLLING_RE = re.compile(r"^(volatility|momentum|return|volume_z|amount_z)_(\d+)$")
+_PLAIN_FEATURES = ("log_return", "hl_range", "open_gap", "log_volume_change", "close", "log_close",
+                   "turnover", "market_return")
+_RANK_PREFIX = "rank_"
+MARKET_INDEX = "000001.SH"  # the SSE Composite: market_return's default index
+MIN_RANK_STOCKS = 30  # rank_<feature> needs at least this many stocks in the universe
 
 
 class FeatureError(ValueError):
@@ -39,9 +63,10 @@ class FeatureError(ValueError):
 def check_feature_config(cfg: FeatureConfig) -> None:
     """Raise FeatureError naming the first unknown feature, target or scaler."""
     for name in cfg.features:
-        if name not in _PLAIN_FEATURES and not _ROLLING_RE.match(name):
+        if not _known_feature(name):
             raise FeatureError(
-                f"unknown feature {name!r}: choose from {', '.join(_PLAIN_FEATURES)}, volatility_N, momentum_N"
+                f"unknown feature {name!r}: choose from {', '.join(_PLAIN_FEATURES)}, volatility_N, "
+                "momentum_N, return_N, volume_z_N, amount_z_N (N >= 1) or rank_<feature>"
             )
     if cfg.target not in TARGETS:
         raise FeatureError(f"unknown target {cfg.target!r}: choose from {', '.join(TARGETS)}")
@@ -51,6 +76,19 @@ def check_feature_config(cfg: FeatureConfig) -> None:
         raise FeatureError(f"window must be >= 1, got {cfg.window}")
     if not cfg.features:
         raise FeatureError("no features configured")
+
+
+def _known_feature(name: str) -> bool:
+    if name.startswith(_RANK_PREFIX):
+        base = name[len(_RANK_PREFIX):]
+        return not base.startswith(_RANK_PREFIX) and _known_feature(base)
+    m = _ROLLING_RE.match(name)
+    return name in _PLAIN_FEATURES or (m is not None and int(m.group(2)) >= 1)
+
+
+def is_stock(symbol: str) -> bool:
+    """Whether a panel symbol is a stock (not an A-share index); foreign tickers count as stocks."""
+    return not (is_a_share_code(symbol) and instrument(symbol).is_index)
 
 
 def feature_fingerprint(cfg: FeatureConfig) -> str:
@@ -82,23 +120,33 @@ def build_features(
     cfg: FeatureConfig,
     adj_factor: pd.DataFrame | None = None,
     calendar: str = A_SHARE_CALENDAR,
+    market_bars: pd.DataFrame | None = None,
+    market_symbol: str = MARKET_INDEX,
 ) -> pd.DataFrame:
     """The panel (see module doc) from canonical bars, prices adjusted by ``adj_factor``
     (``symbol, trade_date, adj_factor``) where given. Vectorised over all symbols at once.
 
-    Point in time: pass only bars dated ``<= run_date``; no row reads a later bar except
-    through ``target``.
+    ``market_bars`` (``symbol, trade_date, close``) supply the index for ``market_return``
+    when ``bars`` do not hold ``market_symbol``. Point in time: pass only bars dated
+    ``<= run_date``; no row reads a later bar except through ``target``.
     """
     check_feature_config(cfg)
     need = ["symbol", "trade_date", "open", "high", "low", "close", "volume"]
+    wanted = {_base(n) for n in cfg.features}
+    need += [c for c, used in (("amount", any(n.startswith("amount_z_") for n in wanted)),
+                               ("turnover", "turnover" in wanted)) if used]
     missing = [c for c in need if c not in bars.columns]
+    if "turnover" in missing:
+        raise FeatureError("feature 'turnover' needs a 'turnover' column in the bars; this provider "
+                           "does not supply one (drop the feature)")
     if missing:
         raise FeatureError(f"bars lack column(s): {', '.join(missing)}")
     df = bars[need].sort_values(["symbol", "trade_date"], kind="stable").reset_index(drop=True)
     df = _adjust(df, adj_factor)
     g = _Groups(df["symbol"].to_numpy())
     c = df["close"].to_numpy("float64")
-    cols, target = _feature_columns(df, cfg.features, g)
+    market = _market_returns(df, market_bars, market_symbol) if "market_return" in wanted else None
+    cols, target = _feature_columns(df, cfg.features, g, market)
     tdate = df["trade_date"].to_numpy()
     target_date = np.empty(g.n, dtype=object)
     target_date[:-1] = tdate[1:]
@@ -110,6 +158,26 @@ def build_features(
     panel["target"] = target
     panel["target_date"] = target_date
     return panel
+
+
+def _base(name: str) -> str:
+    return name[len(_RANK_PREFIX):] if name.startswith(_RANK_PREFIX) else name
+
+
+def _market_returns(df: pd.DataFrame, market_bars: pd.DataFrame | None, symbol: str) -> pd.Series:
+    """Log return of the index ``symbol`` per session (index: trade_date), over its own
+    consecutive bars; from ``market_bars`` when given, else from its rows in ``df``."""
+    src = market_bars if market_bars is not None else df
+    if "symbol" in src.columns:
+        src = src[src["symbol"] == symbol]
+    if src.empty:
+        where = "market_bars" if market_bars is not None else "the bars (add it to the universe)"
+        raise FeatureError(f"feature 'market_return' needs the index {symbol} in {where}")
+    idx = src[["trade_date", "close"]].drop_duplicates("trade_date", keep="last").sort_values("trade_date")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.log(idx["close"].to_numpy("float64"))
+    ret = np.diff(r, prepend=np.nan)
+    return pd.Series(ret, index=pd.Index(_as_d64(idx["trade_date"].to_numpy())))
 
 
 class _Groups:
@@ -138,32 +206,101 @@ class _Groups:
         return out
 
 
-def _feature_columns(df: pd.DataFrame, names: Sequence[str], g: _Groups) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _feature_columns(
+    df: pd.DataFrame, names: Sequence[str], g: _Groups, market: pd.Series | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(feature name -> column, target = next log close - log close) for the sorted bars."""
     o, h, lo, c = (df[k].to_numpy("float64") for k in ("open", "high", "low", "close"))
-    v = df["volume"].to_numpy("float64")
     with np.errstate(divide="ignore", invalid="ignore"):
         log_c = np.log(c)
         ret = log_c - g.lag(log_c)
+        base: dict[str, np.ndarray] = {}
+
+        def column(name: str) -> np.ndarray:
+            if name not in base:
+                base[name] = _one_feature(name, df, g, o, h, lo, log_c, ret, market)
+            return base[name]
+
         cols: dict[str, np.ndarray] = {}
         for name in names:
-            if name == "log_return":
-                cols[name] = ret
-            elif name == "hl_range":
-                cols[name] = np.log(h / lo)
-            elif name == "open_gap":
-                cols[name] = np.log(o) - g.lag(log_c)
-            elif name == "log_volume_change":
-                lv = np.log1p(np.maximum(v, 0.0))
-                cols[name] = lv - g.lag(lv)
-            elif name == "close":
+            if name == "close":
                 continue  # the panel's own close column
-            elif name == "log_close":
-                cols[name] = log_c
+            if name.startswith(_RANK_PREFIX):
+                cols[name] = _session_rank(df, column(_base(name)))
             else:
-                kind, k = _ROLLING_RE.match(name).groups()
-                cols[name] = _rolling(ret, int(k), g.pos, kind)
+                cols[name] = column(name)
         return cols, g.lead(log_c) - log_c
+
+
+def _one_feature(name: str, df: pd.DataFrame, g: _Groups, o: np.ndarray, h: np.ndarray, lo: np.ndarray,
+                 log_c: np.ndarray, ret: np.ndarray, market: pd.Series | None) -> np.ndarray:
+    """One non-rank feature column of the sorted bars (names: module doc)."""
+    if name == "log_return":
+        return ret
+    if name == "hl_range":
+        return np.log(h / lo)
+    if name == "open_gap":
+        return np.log(o) - g.lag(log_c)
+    if name == "log_volume_change":
+        lv = np.log1p(np.maximum(df["volume"].to_numpy("float64"), 0.0))
+        return lv - g.lag(lv)
+    if name == "log_close":
+        return log_c
+    if name == "close":
+        return df["close"].to_numpy("float64")
+    if name == "turnover":
+        return df["turnover"].to_numpy("float64")
+    if name == "market_return":
+        return market.reindex(pd.Index(_as_d64(df["trade_date"].to_numpy()))).to_numpy("float64")
+    kind, k = _ROLLING_RE.match(name).groups()
+    k = int(k)
+    if kind == "return":
+        out = np.full(g.n, np.nan)
+        out[k:] = log_c[k:] - log_c[:-k]
+        out[g.pos < k] = np.nan
+        return out
+    if kind in ("volume_z", "amount_z"):
+        col = "volume" if kind == "volume_z" else "amount"
+        return _trailing_z(np.log1p(np.maximum(df[col].to_numpy("float64"), 0.0)), k, g.pos)
+    return _rolling(ret, k, g.pos, kind)
+
+
+def _trailing_z(x: np.ndarray, k: int, pos: np.ndarray) -> np.ndarray:
+    """``(x[t] - mean) / std`` (ddof 1 when k > 1) of the k rows before ``t`` of the same
+    symbol; 0 where those rows are constant, NaN until a symbol has k earlier rows."""
+    n = len(x)
+    out = np.full(n, np.nan)
+    if n <= k:
+        return out
+    win = sliding_window_view(x, k)[: n - k]  # row j covers x[j .. j+k-1], the k rows before j + k
+    mean = win.mean(axis=1)
+    sd = win.std(axis=1, ddof=1) if k > 1 else np.zeros(n - k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 1e-12, (x[k:] - mean) / sd, 0.0)
+    z[~np.isfinite(mean) | ~np.isfinite(x[k:])] = np.nan
+    out[k:] = z
+    out[pos < k] = np.nan
+    return out
+
+
+def _session_rank(df: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+    """Per-session percentile rank ``(rank - 0.5) / n`` of ``values`` among the stock rows
+    with a finite value that session; index rows 0.5, rows without a value NaN."""
+    sym = df["symbol"].to_numpy()
+    uniq, inv = np.unique(sym.astype(str), return_inverse=True)
+    stock = np.array([is_stock(s) for s in uniq], dtype=bool)
+    if stock.sum() < MIN_RANK_STOCKS:
+        raise FeatureError(
+            f"rank features need a universe of at least {MIN_RANK_STOCKS} stocks; the bars hold {int(stock.sum())}"
+        )
+    row_stock = stock[inv]
+    ok = row_stock & np.isfinite(values)
+    frame = pd.DataFrame({"d": df["trade_date"].to_numpy()[ok], "v": values[ok]})
+    grp = frame.groupby("d", sort=False)["v"]
+    out = np.full(len(values), np.nan)
+    out[ok] = ((grp.rank(method="average") - 0.5) / grp.transform("size")).to_numpy()
+    out[~row_stock & np.isfinite(values)] = 0.5
+    return out
 
 
 def _rolling(ret: np.ndarray, k: int, pos: np.ndarray, kind: str) -> np.ndarray:

@@ -153,3 +153,97 @@ def test_make_windows_on_short_history_is_empty():
 def test_feature_fingerprint_tracks_config():
     assert feature_fingerprint(FeatureConfig()) == feature_fingerprint(FeatureConfig())
     assert feature_fingerprint(FeatureConfig()) != feature_fingerprint(FeatureConfig(window=10))
+
+
+# --- inputs beyond the close -------------------------------------------------------------
+
+STOCKS = [f"{600000 + i:06d}.SH" for i in range(20)] + [f"{300001 + i:06d}.SZ" for i in range(14)]
+WIDE = ("log_return", "return_5", "hl_range", "open_gap", "volume_z_20", "amount_z_10", "turnover",
+        "market_return", "rank_log_return", "rank_volume_z_20", "rank_return_5")
+
+
+def wide_bars(end=dt.date(2023, 6, 30)) -> pd.DataFrame:
+    bars = synthetic_bars(["000001.SH", *STOCKS], end=end)
+    rng = np.random.default_rng(3)
+    return bars.assign(turnover=rng.uniform(0.1, 5.0, len(bars)))  # a vendor's turnover rate, %
+
+
+def test_new_features_follow_their_definitions():
+    bars = wide_bars()
+    panel = build_features(bars, FeatureConfig(features=WIDE))
+    one = panel[panel["symbol"] == "600004.SH"].reset_index(drop=True)
+    raw = bars[bars["symbol"] == "600004.SH"].sort_values("trade_date").reset_index(drop=True)
+    lc = np.log(one["close"])
+    np.testing.assert_allclose(one["return_5"].iloc[5:], (lc - lc.shift(5)).iloc[5:])
+    assert one["return_5"].iloc[:5].isna().all()
+    lv = np.log1p(raw["volume"])
+    prior = lv.shift(1).rolling(20)
+    z = (lv - prior.mean()) / prior.std(ddof=1)
+    np.testing.assert_allclose(one["volume_z_20"].iloc[20:], z.iloc[20:], rtol=1e-9)
+    assert one["volume_z_20"].iloc[:20].isna().all()
+    la = np.log1p(raw["amount"])
+    za = (la - la.shift(1).rolling(10).mean()) / la.shift(1).rolling(10).std(ddof=1)
+    np.testing.assert_allclose(one["amount_z_10"].iloc[10:], za.iloc[10:], rtol=1e-9)
+    np.testing.assert_allclose(one["turnover"], raw["turnover"])
+    # market_return: the SSE Composite's log return on the same session, for every symbol
+    idx = panel[panel["symbol"] == "000001.SH"].set_index("trade_date")["log_return"]
+    np.testing.assert_allclose(one["market_return"].iloc[1:], idx.reindex(one["trade_date"]).iloc[1:])
+    # ranks: per session over the stocks, (rank - 0.5) / n, mean 0.5; the index row is neutral
+    day = panel[panel["trade_date"] == dt.date(2023, 3, 1)]
+    stocks = day[day["symbol"] != "000001.SH"]
+    expect = (stocks["log_return"].rank() - 0.5) / stocks["log_return"].notna().sum()
+    np.testing.assert_allclose(stocks["rank_log_return"], expect)
+    assert (day.loc[day["symbol"] == "000001.SH", "rank_log_return"] == 0.5).all()
+    assert panel.groupby("trade_date")["rank_log_return"].mean().dropna().between(0.49, 0.51).all()
+
+
+def test_market_return_from_separate_index_bars_matches_the_in_universe_index():
+    bars = wide_bars()
+    cfg = FeatureConfig(features=("log_return", "market_return"))
+    inside = build_features(bars, cfg)
+    index = bars[bars["symbol"] == "000001.SH"]
+    outside = build_features(bars[bars["symbol"] != "000001.SH"], cfg, market_bars=index)
+    merged = outside.merge(inside, on=["symbol", "trade_date"], suffixes=("", "_in"))
+    assert len(merged) == len(outside) > 0
+    np.testing.assert_array_equal(merged["market_return"], merged["market_return_in"])
+    with pytest.raises(FeatureError, match=r"000001\.SH"):
+        build_features(bars[bars["symbol"] != "000001.SH"], cfg)
+    with pytest.raises(FeatureError, match=r"000300\.SH"):
+        build_features(bars, cfg, market_symbol="000300.SH")
+
+
+def test_turnover_without_the_column_and_ranks_on_a_small_universe_are_clear_errors():
+    bars = synthetic_bars()
+    with pytest.raises(FeatureError, match="turnover"):
+        build_features(bars, FeatureConfig(features=("log_return", "turnover")))
+    with pytest.raises(FeatureError, match="at least 30 stocks"):
+        build_features(bars, FeatureConfig(features=("rank_log_return",)))
+    for bad in ("return_0", "rank_rank_log_return", "volume_z_x", "rank_bogus"):
+        with pytest.raises(FeatureError, match="unknown feature"):
+            build_features(bars, FeatureConfig(features=(bad,)))
+
+
+def test_every_feature_is_point_in_time():
+    """Perturbing bars after date d (prices, volumes, amounts, turnover, the index, rows
+    dropped) changes no feature of any row dated <= d."""
+    cut = dt.date(2023, 2, 28)
+    cfg = FeatureConfig(features=WIDE + ("volatility_20", "momentum_5", "log_volume_change", "log_close"))
+    bars = wide_bars()
+    before = build_features(bars, cfg)
+    changed = bars.copy()
+    after = changed["trade_date"] > cut
+    rng = np.random.default_rng(1)
+    for c in ("open", "high", "low", "close", "pre_close", "volume", "amount", "turnover"):
+        changed.loc[after, c] = changed.loc[after, c] * rng.uniform(0.5, 2.0, after.sum())
+    changed = changed[~(after & changed["symbol"].isin(["600003.SH", "300005.SZ"]))]
+    ch = build_features(changed, cfg)
+    cols = list(WIDE) + ["volatility_20", "momentum_5", "log_volume_change", "log_close"]
+    a = before[before["trade_date"] <= cut].reset_index(drop=True)
+    b = ch[ch["trade_date"] <= cut].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[["symbol", "trade_date", *cols]], b[["symbol", "trade_date", *cols]])
+    # the change is real: later rows differ in every feature that reads today's bar
+    a2 = before[before["trade_date"] > cut].reset_index(drop=True)
+    b2 = ch[ch["trade_date"] > cut].merge(a2[["symbol", "trade_date"]], on=["symbol", "trade_date"])
+    a2 = a2.merge(b2[["symbol", "trade_date"]], on=["symbol", "trade_date"])
+    for c in cols:
+        assert not np.allclose(a2[c].to_numpy(), b2[c].to_numpy(), equal_nan=True), c
