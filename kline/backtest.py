@@ -23,11 +23,13 @@ import pandas as pd
 from kline.calendar import A_SHARE_CALENDAR
 from kline.config import BacktestConfig, Settings
 from kline.features import build_features
-from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
+from kline.forecasters import PREDICTION_COLUMNS, Forecaster, held_out_count, held_out_dates
 from kline.jsonable import jsonable
 from kline.metrics import better, drawdown, forecast_metrics
+from kline.presets import resolve_preset
 from kline.rules import InstrumentFacts
 from kline.simulation import buy_and_hold_signal, simulate_predictions, with_adj_factor
+from kline.zoo import make_forecaster
 
 WINDOWS = ("expanding", "rolling")
 BUY_AND_HOLD = "buy_and_hold"
@@ -40,33 +42,6 @@ class BacktestError(ValueError):
 
 def _d64(values) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy().astype("datetime64[D]")
-
-
-def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
-    """The last ``sessions`` decision dates with a known outcome (at most half of them, so
-    training keeps data), plus any later date (tomorrow's forecast, scored once it closes).
-    The first held-out date is the train stage's ``train_end`` (``kline.training``)."""
-    td = _d64(panel["trade_date"])
-    known = np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
-    if len(known) < 2 or sessions < 1:
-        raise BacktestError(f"panel has {len(known)} sessions with an outcome; cannot hold out {sessions}")
-    n = min(sessions, len(known) // 2)
-    first = known[len(known) - n]
-    return [pd.Timestamp(d).date() for d in np.unique(td[td >= first])]
-
-
-def held_out_count(panel: pd.DataFrame, settings: Settings) -> int:
-    """Sessions to hold out: ``train.test_fraction`` of the sessions with an outcome when
-    set, else ``train.test_sessions`` — of the train config the preset resolves to, so the
-    ``seed`` preset holds out its 30 % here as it does in the train stage."""
-    from kline.training import resolve_preset
-
-    train = resolve_preset(settings.features, settings.train)[1]
-    frac = float(train.test_fraction or 0.0)
-    if frac > 0:
-        known = _d64(panel["trade_date"])[np.isfinite(panel["target"].to_numpy("float64"))]
-        return max(1, int(round(frac * len(np.unique(known)))))
-    return train.test_sessions
 
 
 def walk_forward(
@@ -204,8 +179,8 @@ def run_backtest(
     adj_factor: pd.DataFrame | None = None,
     facts: InstrumentFacts | None = None,
 ) -> BacktestResult:
-    """Walk every model over the held-out sessions (``held_out_count``) of ``panel``,
-    score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings following
+    """Walk every model over the held-out sessions of ``panel`` (``held_out_dates``, as
+    many as the train stage holds out with the train config the preset resolves to), score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings following
     ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``).
 
     ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
@@ -213,7 +188,10 @@ def run_backtest(
     """
     cfg = settings.backtest
     models = list(models if models is not None else cfg.models)
-    test = held_out_dates(panel, held_out_count(panel, settings))
+    test = held_out_dates(panel, held_out_count(panel, resolve_preset(settings.features, settings.train)[1]))
+    if not test:
+        known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
+        raise BacktestError(f"panel has {known} sessions with an outcome; cannot hold out any for testing")
     factories = dict(factories or {})
     preds, fits = [], []
     for name in models:
@@ -263,15 +241,6 @@ def simulate_all(
         strategy[BUY_AND_HOLD], curves[BUY_AND_HOLD] = r.metrics(), r.equity
     equity = pd.DataFrame(curves).sort_index().ffill() if curves else pd.DataFrame()
     return strategy, equity
-
-
-def best_by(metric: str, values: dict[str, float]) -> str | None:
-    """Name with the best finite value of ``metric`` (ties: first in sorted order)."""
-    best = None
-    for name in sorted(values):
-        if best is None or better(metric, values[name], values[best]):
-            best = name
-    return best if best is not None and np.isfinite(values[best]) else None
 
 
 def decide_promotion(

@@ -4,6 +4,9 @@
 - ``rolling_mean``: the mean of the last ``k`` log returns (drift).
 - ``ridge``: ridge regression on the flattened, scaled window the LSTM reads (same
   features, same scalers fitted on ``target_date <= train_end``), closed form in numpy.
+
+Each class is built by ``from_settings`` and restored from ``get_state()`` by ``from_state``
+(``kline.zoo``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from kline.config import FeatureConfig
+from kline.config import FeatureConfig, TrainConfig
 from kline.features import (
     Scaler,
     feature_columns,
@@ -42,6 +45,13 @@ class _NothingToLearn:
 
     train_end: dt.date | None = None
 
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig | None, weights: None = None) -> _NothingToLearn:
+        """The baseline ``get_state()`` described."""
+        f = cls()
+        f.set_state(state)
+        return f
+
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Nothing to learn; records the boundary."""
         self.train_end = train_end
@@ -61,6 +71,10 @@ class PersistenceForecaster(_NothingToLearn):
 
     def __init__(self) -> None:
         self.train_end = None
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> PersistenceForecaster:
+        return cls()
 
     @property
     def version(self) -> str:
@@ -90,6 +104,10 @@ class RollingMeanForecaster(_NothingToLearn):
             raise ValueError(f"rolling_mean needs k >= 1, got {k}")
         self.k = int(k)
         self.train_end = None
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RollingMeanForecaster:
+        return cls(k=train.rolling_k)
 
     @property
     def version(self) -> str:
@@ -137,6 +155,17 @@ class RidgeForecaster:
         self.target_scaler: Scaler | None = None
         self.coef: np.ndarray | None = None
         self.intercept = 0.0
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RidgeForecaster:
+        return cls(features, alpha=train.ridge_alpha)
+
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig, weights: None = None) -> RidgeForecaster:
+        """The fit ``get_state()`` described, on windows of ``features``."""
+        f = cls(features)
+        f.set_state(state)
+        return f
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Fit scalers and coefficients on windows with ``target_date <= train_end``."""
