@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kline.calendar import A_SHARE_CALENDAR
 from kline.config import BacktestConfig, Settings
-from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, held_out_count, held_out_dates
 from kline.jsonable import jsonable
-from kline.metrics import better, drawdown, forecast_metrics
+from kline.metrics import better, forecast_metrics
 from kline.presets import resolve_preset
 from kline.rules import InstrumentFacts
 from kline.simulation import buy_and_hold_signal, simulate_predictions, with_adj_factor
@@ -146,23 +144,8 @@ class BacktestResult:
             "fits": self.fits,
         }
 
-    def drawdowns(self) -> pd.DataFrame:
-        return self.equity.apply(drawdown)
 
-    def metrics_table(self) -> pd.DataFrame:
-        """One row per model: headline forecast and strategy metrics."""
-        rows = []
-        for name, f in self.forecast.items():
-            s = self.strategy.get(name, {})
-            rows.append({"model": name, **{k: f.get(k) for k in TABLE_FORECAST},
-                         **{k: s.get(k) for k in TABLE_STRATEGY}})
-        if BUY_AND_HOLD in self.strategy:
-            s = self.strategy[BUY_AND_HOLD]
-            rows.append({"model": BUY_AND_HOLD, **{k: None for k in TABLE_FORECAST},
-                         **{k: s.get(k) for k in TABLE_STRATEGY}})
-        return pd.DataFrame(rows)
-
-
+# the headline columns of the report's metrics table
 TABLE_FORECAST = ["n", "mase", "rmse", "mae", "directional_accuracy", "da_pvalue", "ic", "rank_ic",
                   "r2_oos", "dm_stat", "dm_pvalue"]
 TABLE_STRATEGY = ["cagr", "volatility", "sharpe", "max_drawdown", "calmar", "turnover", "hit_rate",
@@ -174,51 +157,29 @@ def run_backtest(
     bars: pd.DataFrame,
     settings: Settings,
     models: Sequence[str] | None = None,
-    factories: dict[str, Callable[[], Forecaster]] | None = None,
     calendars: dict[str, str] | None = None,
     adj_factor: pd.DataFrame | None = None,
     facts: InstrumentFacts | None = None,
 ) -> BacktestResult:
-    """Walk every model over the held-out sessions of ``panel`` (``held_out_dates``, as
-    many as the train stage holds out with the train config the preset resolves to), score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings following
-    ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``).
-
-    ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
-    give the exchange calendar of symbols outside the A-share registry.
-    """
+    """Walk every model over the held-out sessions of ``panel`` (as many as the train stage
+    holds out), score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings
+    following ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``);
+    ``calendars`` give the exchange calendar of symbols outside the A-share registry."""
     cfg = settings.backtest
     models = list(models if models is not None else cfg.models)
     test = held_out_dates(panel, held_out_count(panel, resolve_preset(settings.features, settings.train)[1]))
     if not test:
         known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
         raise BacktestError(f"panel has {known} sessions with an outcome; cannot hold out any for testing")
-    factories = dict(factories or {})
     preds, fits = [], []
     for name in models:
-        make = factories.get(name) or (lambda n=name: make_forecaster(n, settings))
-        p, f = walk_forward(panel, make, test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
+        p, f = walk_forward(panel, lambda n=name: make_forecaster(n, settings), test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
         preds.append(p)
         fits.extend(f)
     predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
     forecast = score(predictions)
     strategy, curves = simulate_all(bars, predictions, cfg, calendars, adj_factor, facts)
     return BacktestResult(predictions, fits, forecast, strategy, curves, test)
-
-
-def backtest_bars(
-    bars: pd.DataFrame,
-    settings: Settings,
-    adj_factor: pd.DataFrame | None = None,
-    calendar: str = A_SHARE_CALENDAR,
-    calendars: dict[str, str] | None = None,
-    models: Sequence[str] | None = None,
-    factories: dict[str, Callable[[], Forecaster]] | None = None,
-    facts: InstrumentFacts | None = None,
-) -> BacktestResult:
-    """``run_backtest`` from canonical bars dated ``<= run_date``: features (prices adjusted
-    by ``adj_factor``) for the forecasts, raw prices and the factor for the simulation."""
-    panel = build_features(bars, settings.features, adj_factor, calendar=calendar)
-    return run_backtest(panel, bars, settings, models, factories, calendars, adj_factor, facts)
 
 
 def simulate_all(

@@ -41,27 +41,37 @@ def _log_returns(panel: pd.DataFrame) -> np.ndarray:
 
 
 class _NothingToLearn:
-    """Fit for baselines with no parameters: it only records the leakage boundary."""
+    """Fit for baselines whose parameters are all given (``_params``): it only records the
+    leakage boundary."""
 
+    name: str
     train_end: dt.date | None = None
 
+    def _params(self) -> dict:
+        return {}
+
     @classmethod
-    def from_state(cls, state: dict, features: FeatureConfig | None, weights: None = None) -> _NothingToLearn:
-        """The baseline ``get_state()`` described."""
-        f = cls()
-        f.set_state(state)
-        return f
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> _NothingToLearn:
+        return cls()
+
+    @property
+    def version(self) -> str:
+        return params_version(self.name, self._params())
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Nothing to learn; records the boundary."""
         self.train_end = train_end
         return {"rows": int(train_mask(panel, train_end).sum()), "wall_s": 0.0}
 
-    def _boundary_state(self) -> dict:
-        return {"train_end": self.train_end.isoformat() if self.train_end else None}
+    def get_state(self) -> dict:
+        return {**self._params(), "train_end": self.train_end.isoformat() if self.train_end else None}
 
-    def _set_boundary(self, state: dict) -> None:
-        self.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig | None, weights: None = None) -> _NothingToLearn:
+        """The baseline ``get_state()`` described."""
+        f = cls(**{k: v for k, v in state.items() if k != "train_end"})
+        f.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+        return f
 
 
 class PersistenceForecaster(_NothingToLearn):
@@ -69,28 +79,11 @@ class PersistenceForecaster(_NothingToLearn):
 
     name = "persistence"
 
-    def __init__(self) -> None:
-        self.train_end = None
-
-    @classmethod
-    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> PersistenceForecaster:
-        return cls()
-
-    @property
-    def version(self) -> str:
-        return params_version(self.name, {})
-
     def predict(self, panel: pd.DataFrame, dates: Sequence[dt.date] | None = None) -> pd.DataFrame:
         m = date_mask(panel["trade_date"].to_numpy(), dates)
         p = panel[m]
         return prediction_frame(p["symbol"].to_numpy(), p["trade_date"].to_numpy(), p["target_date"].to_numpy(),
                                 np.zeros(len(p)), self.name, self.version, self.train_end)
-
-    def get_state(self) -> dict:
-        return self._boundary_state()
-
-    def set_state(self, state: dict) -> None:
-        self._set_boundary(state)
 
 
 class RollingMeanForecaster(_NothingToLearn):
@@ -103,15 +96,13 @@ class RollingMeanForecaster(_NothingToLearn):
         if k < 1:
             raise ValueError(f"rolling_mean needs k >= 1, got {k}")
         self.k = int(k)
-        self.train_end = None
+
+    def _params(self) -> dict:
+        return {"k": self.k}
 
     @classmethod
     def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RollingMeanForecaster:
         return cls(k=train.rolling_k)
-
-    @property
-    def version(self) -> str:
-        return params_version(self.name, {"k": self.k})
 
     def predict(self, panel: pd.DataFrame, dates: Sequence[dt.date] | None = None) -> pd.DataFrame:
         r = _log_returns(panel)
@@ -122,13 +113,6 @@ class RollingMeanForecaster(_NothingToLearn):
         return prediction_frame(sym.to_numpy()[m], panel["trade_date"].to_numpy()[m],
                                 panel["target_date"].to_numpy()[m], mean[m], self.name, self.version,
                                 self.train_end)
-
-    def get_state(self) -> dict:
-        return {"k": self.k, **self._boundary_state()}
-
-    def set_state(self, state: dict) -> None:
-        self.k = int(state["k"])
-        self._set_boundary(state)
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -159,13 +143,6 @@ class RidgeForecaster:
     @classmethod
     def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RidgeForecaster:
         return cls(features, alpha=train.ridge_alpha)
-
-    @classmethod
-    def from_state(cls, state: dict, features: FeatureConfig, weights: None = None) -> RidgeForecaster:
-        """The fit ``get_state()`` described, on windows of ``features``."""
-        f = cls(features)
-        f.set_state(state)
-        return f
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Fit scalers and coefficients on windows with ``target_date <= train_end``."""
@@ -212,10 +189,13 @@ class RidgeForecaster:
             "target_scaler": self.target_scaler.to_dict(),
         }
 
-    def set_state(self, state: dict) -> None:
-        self.alpha = float(state["alpha"])
-        self.coef = np.asarray(state["coef"], dtype="float64")
-        self.intercept = float(state["intercept"])
-        self.train_end = dt.date.fromisoformat(state["train_end"])
-        self.scaler = Scaler.from_dict(state["scaler"])
-        self.target_scaler = Scaler.from_dict(state["target_scaler"])
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig, weights: None = None) -> RidgeForecaster:
+        """The fit ``get_state()`` described, on windows of ``features``."""
+        f = cls(features, alpha=state["alpha"])
+        f.coef = np.asarray(state["coef"], dtype="float64")
+        f.intercept = float(state["intercept"])
+        f.train_end = dt.date.fromisoformat(state["train_end"])
+        f.scaler = Scaler.from_dict(state["scaler"])
+        f.target_scaler = Scaler.from_dict(state["target_scaler"])
+        return f

@@ -97,16 +97,10 @@ def params_version(name: str, params: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _known_sessions(panel: pd.DataFrame) -> np.ndarray:
-    """Distinct decision dates (``datetime64[D]``, ascending) whose target is known."""
-    td = pd.to_datetime(panel["trade_date"]).to_numpy().astype("datetime64[D]")
-    return np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
-
-
 def held_out_count(panel: pd.DataFrame, train: TrainConfig) -> int:
     """Sessions with a known target to hold out: ``train.test_fraction`` of them when set
     (at least one), else ``train.test_sessions``; at most half, so training keeps data."""
-    known = len(_known_sessions(panel))
+    known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
     n = max(1, int(round(train.test_fraction * known))) if train.test_fraction > 0 else train.test_sessions
     return max(0, min(n, known // 2))
 
@@ -115,9 +109,9 @@ def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
     """The held-out tail: the last ``sessions`` decision dates with a known target (at most
     half of them) plus any later date (tomorrow's forecast); empty when none can be held out.
     Its first date is the leakage boundary ``train_end`` the train stage fits up to."""
-    known = _known_sessions(panel)
+    td = pd.to_datetime(panel["trade_date"]).to_numpy().astype("datetime64[D]")
+    known = np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
     n = min(sessions, len(known) // 2)
     if n < 1:
         return []
-    td = np.unique(pd.to_datetime(panel["trade_date"]).to_numpy().astype("datetime64[D]"))
-    return [pd.Timestamp(d).date() for d in td[td >= known[len(known) - n]]]
+    return [pd.Timestamp(d).date() for d in np.unique(td[td >= known[len(known) - n]])]

@@ -136,25 +136,13 @@ class _Sleeve:
         self.trades.append((d, "buy", self.units, price, value, c, t, s, self.cash))
         return True
 
-    def sell(self, d: dt.date, price: float, limit_down: float) -> None:
-        """Sell the whole holding unless the price is at the limit-down."""
-        if price <= limit_down + _EPS:
-            self.blocked.append((d, "sell", "limit_down"))
-            return
+    def sell(self, d: dt.date, price: float, side: str = "sell") -> None:
+        """Sell the whole holding at ``price``; a delisting (``side="delist"``) settles without fees."""
         value = self.units * price
-        c, t, s = self.costs.fees(value, "sell")
+        c, t, s = self.costs.fees(value, side) if side == "sell" else (0.0, 0.0, 0.0)
         self.cash += value - c - t - s
-        self._close(d, "sell", price, value, (c, t, s))
-
-    def delist(self, d: dt.date, price: float) -> None:
-        """Settle the holding at the last price, without fees."""
-        value = self.units * price
-        self.cash += value
-        self._close(d, "delist", price, value, (0.0, 0.0, 0.0))
-
-    def _close(self, d: dt.date, side: str, price: float, value: float, fees: tuple[float, float, float]) -> None:
-        self.trades.append((d, side, self.units, price, value, *fees, self.cash))
-        self.trips.append(value - fees[0] - fees[1] - fees[2] - self.cost_basis)
+        self.trades.append((d, side, self.units, price, value, c, t, s, self.cash))
+        self.trips.append(value - c - t - s - self.cost_basis)
         self.units, self.bought_on, self.cost_basis = 0.0, None, 0.0
 
 
@@ -209,7 +197,7 @@ def simulate(
                 pending = _execute(book, pending[1], d, price, limits.at(i).prices(pre[i]), cfg.execution,
                                    inst.calendar)
         if book.units and delisted is not None and i == len(dates) - 1 and d <= delisted:
-            book.delist(d, closes[i])
+            book.sell(d, closes[i], "delist")  # settled at the last price
             pending = None
         eq[i], pos[i] = book.cash + book.units * closes[i], book.units
         if d in signal and pending is None:
@@ -235,8 +223,10 @@ def _execute(book: _Sleeve, side: str, d: dt.date, price: float, limits: tuple[f
         book.blocked.append((d, side, "t_plus_1"))
         if execution == "open_to_close":
             return next_session(d, calendar), "sell", "open"
+    elif price <= down + _EPS:
+        book.blocked.append((d, side, "limit_down"))
     else:
-        book.sell(d, price, down)
+        book.sell(d, price)
     return None
 
 

@@ -79,7 +79,9 @@ def train_models(
     card = registry.save_version(lake, lstm, version, {
         **common, **_lstm_card(info, feats, tcfg), "config_fingerprint": cfg_fp, "warm_start": decision.warm_start,
         "decision": decision.reason, "baselines": baselines,
-        "metrics": {"test": holdout_metrics(lstm, panel, train_end), "valid_loss_scaled": _best_valid(info)},
+        "metrics": {"test": holdout_metrics(lstm, panel, train_end), "valid_loss_scaled": {
+            k: min((h["valid_loss"] for h in hist if h["valid_loss"] is not None), default=None)
+            for k, hist in info["history"].items()}},  # per model key, the best validation loss
     })
     if registry.get_champion(lake, "lstm") is None:
         registry.set_champion(lake, "lstm", version, {"rule": "bootstrap: first registered version"})
@@ -130,9 +132,3 @@ def _lstm_card(info: dict, feats: FeatureConfig, tcfg: TrainConfig) -> dict:
         **{k: info[k] for k in ("train_span", "valid_span", "history", "best_epoch", "wall_s", "device")},
         "epochs_run": max(info["epochs_run"].values()),
     }
-
-
-def _best_valid(info: dict) -> dict[str, float | None]:
-    """Per model key, the lowest validation loss (scaled target) of the fit, if validated."""
-    return {k: min((h["valid_loss"] for h in hist if h["valid_loss"] is not None), default=None)
-            for k, hist in info["history"].items()}

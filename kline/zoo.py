@@ -1,9 +1,5 @@
-"""The model zoo: forecaster name -> class, for every stage that makes or restores one.
-
-Each class has ``from_settings(features, train)`` (unfitted) and
-``from_state(state, features, weights)`` (a fit restored from its ``get_state()``, and the
-LSTM's weights).
-"""
+"""The model zoo: forecaster name -> class (each with ``from_settings(features, train)`` and
+``from_state(state, features, weights)``), for every stage that makes or restores one."""
 
 from __future__ import annotations
 

@@ -18,9 +18,9 @@ import pyarrow as pa
 from prefect import task
 
 from kline import registry
-from kline.backtest import backtest_bars, decide_promotion, run_backtest
+from kline.backtest import decide_promotion, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
-from kline.features import load_panel
+from kline.features import build_features, load_panel
 from kline.instruments import is_a_share_code
 from kline.jsonable import jsonable
 from kline.lake import Lake, content_hash
@@ -39,10 +39,6 @@ def backtest_run_id(run_date: str, settings: dict, symbols: list[str], data_fing
     settings never overwrite each other."""
     blob = json.dumps([settings, sorted(symbols), data_fingerprint], sort_keys=True).encode()
     return f"{run_date}-{hashlib.sha256(blob).hexdigest()[:12]}"
-
-
-def _frame_table(df: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(df, preserve_index=False)
 
 
 @task(name="backtest", task_run_name="backtest-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
@@ -77,9 +73,9 @@ def backtest(
         panel = load_panel(lake, features_path)
         panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
         panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")  # point in time
-        result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
-    else:
-        result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars, facts=facts)
+    else:  # features from the same bars, prices adjusted by the factor
+        panel = build_features(bars, s.features, adj, calendar=calendar)
+    result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
 
     run = backtest_run_id(run_date, settings, symbols, data_fingerprint)
     paths = lake.paths
@@ -91,8 +87,8 @@ def backtest(
         **result.summary(),
     }
     equity = result.equity.rename_axis("trade_date").reset_index()
-    lake.atomic_write_table(f"{folder}/{PREDICTIONS_FILE}", _frame_table(result.predictions))
-    lake.atomic_write_table(f"{folder}/{EQUITY_FILE}", _frame_table(equity))
+    lake.atomic_write_table(f"{folder}/{PREDICTIONS_FILE}", pa.Table.from_pandas(result.predictions, preserve_index=False))
+    lake.atomic_write_table(f"{folder}/{EQUITY_FILE}", pa.Table.from_pandas(equity, preserve_index=False))
     lake.atomic_write_text(f"{folder}/{SUMMARY_FILE}", json.dumps(jsonable(summary), indent=1))
     metric = s.backtest.promote_metric
     return {

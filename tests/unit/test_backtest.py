@@ -182,8 +182,7 @@ def test_run_backtest_baselines_end_to_end(bars, panel):
     # persistence predicts 0 <= threshold: never long, so its equity stays at the capital
     assert r.equity["persistence"].iloc[-1] == pytest.approx(2 * s.backtest.capital)
     assert r.strategy[BUY_AND_HOLD]["trades"] == 0 and r.strategy[BUY_AND_HOLD]["costs"] > 0
-    table = r.metrics_table()
-    assert list(table["model"]) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
+    assert list(r.equity.columns) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
     # 40 scored sessions in blocks of 20, tomorrow's forecast folded into the last block
     assert len({f["train_end"] for f in r.fits}) == 2
     assert len(r.test_dates) == 41
