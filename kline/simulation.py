@@ -146,18 +146,6 @@ class _Sleeve:
         self.units, self.bought_on, self.cost_basis = 0.0, None, 0.0
 
 
-def _path(bars: pd.DataFrame, first: dt.date | None) -> tuple[list[dt.date], pd.DataFrame, np.ndarray]:
-    """The bars from the first decision date on (ascending), their dates, and the adjustment
-    factor per bar (1.0 without an ``adj_factor`` column)."""
-    b = bars.sort_values("trade_date")
-    dates = [pd.Timestamp(x).date() for x in b["trade_date"]]
-    keep = [first is not None and d >= first for d in dates]
-    b = b[keep]
-    factor = (pd.to_numeric(b["adj_factor"], errors="coerce").ffill().bfill().fillna(1.0).to_numpy(float)
-              if "adj_factor" in b else np.ones(len(b)))
-    return [d for d, k in zip(dates, keep, strict=True) if k], b, factor
-
-
 def simulate(
     bars: pd.DataFrame,
     long_signal: pd.Series,
@@ -179,8 +167,13 @@ def simulate(
     if inst is None:
         inst = instrument(symbol)
     signal = {pd.Timestamp(k).date(): bool(v) for k, v in long_signal.items()}
-    dates, b, factor = _path(bars, min(signal) if signal else None)
+    first = min(signal) if signal else None
+    b = bars.sort_values("trade_date")
+    b = b[[first is not None and pd.Timestamp(x).date() >= first for x in b["trade_date"]]]
+    dates = [pd.Timestamp(x).date() for x in b["trade_date"]]
     opens, closes, pre = (b[c].to_numpy(float) for c in ("open", "close", "pre_close"))
+    factor = (pd.to_numeric(b["adj_factor"], errors="coerce").ffill().bfill().fillna(1.0).to_numpy(float)
+              if "adj_factor" in b else np.ones(len(dates)))
     limits = limit_table(symbol, dates, facts, inst)
     delisted = facts.listing(symbol)[1] if facts is not None else None
     book = _Sleeve(float(cfg.capital), Costs.for_instrument(cfg, inst))

@@ -224,6 +224,7 @@ class LSTMForecaster:
             r = fit_lstm(part, self.train, init_weights.get(key))
             self.weights[key], self.history[key], results[key] = r.state, r.history, r
         self.scaler, self.target_scaler, self.train_end = prep.scaler, prep.target_scaler, train_end
+        valid = split_valid(tr, self.train.valid_fraction)[1].target_date
         self.fit_info = {
             "rows": len(tr),
             "n_train": sum(r.n_train for r in results.values()),
@@ -234,7 +235,7 @@ class LSTMForecaster:
             "warm_start": sorted(k for k in parts if k in init_weights),
             "device": next(iter(results.values())).device,
             "train_span": [str(tr.target_date.min()), str(tr.target_date.max())],
-            "valid_span": _span(split_valid(tr, self.train.valid_fraction)[1].target_date),
+            "valid_span": [str(valid.min()), str(valid.max())] if len(valid) else None,
             "wall_s": time.perf_counter() - t0,
         }
         return {**self.fit_info, "history": self.history}
@@ -297,7 +298,3 @@ class LSTMForecaster:
         f.train_end = dt.date.fromisoformat(state["train_end"])
         f._version = None
         return f
-
-
-def _span(dates: np.ndarray) -> list[str] | None:
-    return [str(dates.min()), str(dates.max())] if len(dates) else None
