@@ -28,11 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kline.backtest import attach_realised, held_out_dates, score, simulate_all, walk_forward  # noqa: E402
+from kline.backtest import attach_realised, score, simulate_all, walk_forward  # noqa: E402
 from kline.config import Settings  # noqa: E402
 from kline.features import build_features  # noqa: E402
-from kline.forecasters import make_forecaster  # noqa: E402
+from kline.forecasters import held_out_dates  # noqa: E402
 from kline.providers.files import FileProvider  # noqa: E402
+from kline.zoo import make_forecaster  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "nasdaq-composite-1999-2018.csv.gz"
 SYMBOL, CALENDAR = "IXIC", "XNYS"

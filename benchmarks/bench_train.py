@@ -16,11 +16,12 @@ from torch import nn
 
 from kline.config import DEFAULT_UNIVERSE, Settings, TrainConfig
 from kline.features import build_features, prepare
-from kline.forecasters import make_forecaster
 from kline.metrics import forecast_metrics
 from kline.model import LSTMRegressor
 from kline.providers.synthetic import SyntheticProvider
-from kline.training import fit_lstm, holdout_train_end, lstm_config
+from kline.train_stage import holdout_train_end
+from kline.training import fit_lstm, lstm_config
+from kline.zoo import make_forecaster
 
 END = dt.date(2025, 12, 31)
 

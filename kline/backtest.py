@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kline.calendar import A_SHARE_CALENDAR
 from kline.config import BacktestConfig, Settings
-from kline.features import build_features
-from kline.forecasters import PREDICTION_COLUMNS, Forecaster, make_forecaster
+from kline.forecasters import PREDICTION_COLUMNS, Forecaster, held_out_count, held_out_dates
 from kline.jsonable import jsonable
-from kline.metrics import better, drawdown, forecast_metrics
+from kline.metrics import better, forecast_metrics
+from kline.presets import resolve_preset
 from kline.rules import InstrumentFacts
 from kline.simulation import buy_and_hold_signal, simulate_predictions, with_adj_factor
+from kline.zoo import make_forecaster
 
 WINDOWS = ("expanding", "rolling")
 BUY_AND_HOLD = "buy_and_hold"
@@ -40,33 +40,6 @@ class BacktestError(ValueError):
 
 def _d64(values) -> np.ndarray:
     return pd.to_datetime(pd.Series(values)).to_numpy().astype("datetime64[D]")
-
-
-def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
-    """The last ``sessions`` decision dates with a known outcome (at most half of them, so
-    training keeps data), plus any later date (tomorrow's forecast, scored once it closes).
-    The first held-out date is the train stage's ``train_end`` (``kline.training``)."""
-    td = _d64(panel["trade_date"])
-    known = np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
-    if len(known) < 2 or sessions < 1:
-        raise BacktestError(f"panel has {len(known)} sessions with an outcome; cannot hold out {sessions}")
-    n = min(sessions, len(known) // 2)
-    first = known[len(known) - n]
-    return [pd.Timestamp(d).date() for d in np.unique(td[td >= first])]
-
-
-def held_out_count(panel: pd.DataFrame, settings: Settings) -> int:
-    """Sessions to hold out: ``train.test_fraction`` of the sessions with an outcome when
-    set, else ``train.test_sessions`` — of the train config the preset resolves to, so the
-    ``seed`` preset holds out its 30 % here as it does in the train stage."""
-    from kline.training import resolve_preset
-
-    train = resolve_preset(settings.features, settings.train)[1]
-    frac = float(train.test_fraction or 0.0)
-    if frac > 0:
-        known = _d64(panel["trade_date"])[np.isfinite(panel["target"].to_numpy("float64"))]
-        return max(1, int(round(frac * len(np.unique(known)))))
-    return train.test_sessions
 
 
 def walk_forward(
@@ -171,23 +144,8 @@ class BacktestResult:
             "fits": self.fits,
         }
 
-    def drawdowns(self) -> pd.DataFrame:
-        return self.equity.apply(drawdown)
 
-    def metrics_table(self) -> pd.DataFrame:
-        """One row per model: headline forecast and strategy metrics."""
-        rows = []
-        for name, f in self.forecast.items():
-            s = self.strategy.get(name, {})
-            rows.append({"model": name, **{k: f.get(k) for k in TABLE_FORECAST},
-                         **{k: s.get(k) for k in TABLE_STRATEGY}})
-        if BUY_AND_HOLD in self.strategy:
-            s = self.strategy[BUY_AND_HOLD]
-            rows.append({"model": BUY_AND_HOLD, **{k: None for k in TABLE_FORECAST},
-                         **{k: s.get(k) for k in TABLE_STRATEGY}})
-        return pd.DataFrame(rows)
-
-
+# the headline columns of the report's metrics table
 TABLE_FORECAST = ["n", "mase", "rmse", "mae", "directional_accuracy", "da_pvalue", "ic", "rank_ic",
                   "r2_oos", "dm_stat", "dm_pvalue"]
 TABLE_STRATEGY = ["cagr", "volatility", "sharpe", "max_drawdown", "calmar", "turnover", "hit_rate",
@@ -199,48 +157,29 @@ def run_backtest(
     bars: pd.DataFrame,
     settings: Settings,
     models: Sequence[str] | None = None,
-    factories: dict[str, Callable[[], Forecaster]] | None = None,
     calendars: dict[str, str] | None = None,
     adj_factor: pd.DataFrame | None = None,
     facts: InstrumentFacts | None = None,
 ) -> BacktestResult:
-    """Walk every model over the held-out sessions (``held_out_count``) of ``panel``,
-    score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings following
-    ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``).
-
-    ``factories`` override ``make_forecaster`` per name (tests, benchmarks); ``calendars``
-    give the exchange calendar of symbols outside the A-share registry.
-    """
+    """Walk every model over the held-out sessions of ``panel`` (as many as the train stage
+    holds out), score it, and simulate its signal (and buy-and-hold) on raw ``bars``, holdings
+    following ``adj_factor`` and limits dated by ``facts`` (``kline.simulation``);
+    ``calendars`` give the exchange calendar of symbols outside the A-share registry."""
     cfg = settings.backtest
     models = list(models if models is not None else cfg.models)
-    test = held_out_dates(panel, held_out_count(panel, settings))
-    factories = dict(factories or {})
+    test = held_out_dates(panel, held_out_count(panel, resolve_preset(settings.features, settings.train)[1]))
+    if not test:
+        known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
+        raise BacktestError(f"panel has {known} sessions with an outcome; cannot hold out any for testing")
     preds, fits = [], []
     for name in models:
-        make = factories.get(name) or (lambda n=name: make_forecaster(n, settings))
-        p, f = walk_forward(panel, make, test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
+        p, f = walk_forward(panel, lambda n=name: make_forecaster(n, settings), test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
         preds.append(p)
         fits.extend(f)
     predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
     forecast = score(predictions)
     strategy, curves = simulate_all(bars, predictions, cfg, calendars, adj_factor, facts)
     return BacktestResult(predictions, fits, forecast, strategy, curves, test)
-
-
-def backtest_bars(
-    bars: pd.DataFrame,
-    settings: Settings,
-    adj_factor: pd.DataFrame | None = None,
-    calendar: str = A_SHARE_CALENDAR,
-    calendars: dict[str, str] | None = None,
-    models: Sequence[str] | None = None,
-    factories: dict[str, Callable[[], Forecaster]] | None = None,
-    facts: InstrumentFacts | None = None,
-) -> BacktestResult:
-    """``run_backtest`` from canonical bars dated ``<= run_date``: features (prices adjusted
-    by ``adj_factor``) for the forecasts, raw prices and the factor for the simulation."""
-    panel = build_features(bars, settings.features, adj_factor, calendar=calendar)
-    return run_backtest(panel, bars, settings, models, factories, calendars, adj_factor, facts)
 
 
 def simulate_all(
@@ -263,15 +202,6 @@ def simulate_all(
         strategy[BUY_AND_HOLD], curves[BUY_AND_HOLD] = r.metrics(), r.equity
     equity = pd.DataFrame(curves).sort_index().ffill() if curves else pd.DataFrame()
     return strategy, equity
-
-
-def best_by(metric: str, values: dict[str, float]) -> str | None:
-    """Name with the best finite value of ``metric`` (ties: first in sorted order)."""
-    best = None
-    for name in sorted(values):
-        if best is None or better(metric, values[name], values[best]):
-            best = name
-    return best if best is not None and np.isfinite(values[best]) else None
 
 
 def decide_promotion(

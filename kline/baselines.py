@@ -4,6 +4,9 @@
 - ``rolling_mean``: the mean of the last ``k`` log returns (drift).
 - ``ridge``: ridge regression on the flattened, scaled window the LSTM reads (same
   features, same scalers fitted on ``target_date <= train_end``), closed form in numpy.
+
+Each class is built by ``from_settings`` and restored from ``get_state()`` by ``from_state``
+(``kline.zoo``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from kline.config import FeatureConfig
+from kline.config import FeatureConfig, TrainConfig
 from kline.features import (
     Scaler,
     feature_columns,
@@ -38,20 +41,37 @@ def _log_returns(panel: pd.DataFrame) -> np.ndarray:
 
 
 class _NothingToLearn:
-    """Fit for baselines with no parameters: it only records the leakage boundary."""
+    """Fit for baselines whose parameters are all given (``_params``): it only records the
+    leakage boundary."""
 
+    name: str
     train_end: dt.date | None = None
+
+    def _params(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> _NothingToLearn:
+        return cls()
+
+    @property
+    def version(self) -> str:
+        return params_version(self.name, self._params())
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Nothing to learn; records the boundary."""
         self.train_end = train_end
         return {"rows": int(train_mask(panel, train_end).sum()), "wall_s": 0.0}
 
-    def _boundary_state(self) -> dict:
-        return {"train_end": self.train_end.isoformat() if self.train_end else None}
+    def get_state(self) -> dict:
+        return {**self._params(), "train_end": self.train_end.isoformat() if self.train_end else None}
 
-    def _set_boundary(self, state: dict) -> None:
-        self.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig | None, weights: None = None) -> _NothingToLearn:
+        """The baseline ``get_state()`` described."""
+        f = cls(**{k: v for k, v in state.items() if k != "train_end"})
+        f.train_end = dt.date.fromisoformat(state["train_end"]) if state.get("train_end") else None
+        return f
 
 
 class PersistenceForecaster(_NothingToLearn):
@@ -59,24 +79,11 @@ class PersistenceForecaster(_NothingToLearn):
 
     name = "persistence"
 
-    def __init__(self) -> None:
-        self.train_end = None
-
-    @property
-    def version(self) -> str:
-        return params_version(self.name, {})
-
     def predict(self, panel: pd.DataFrame, dates: Sequence[dt.date] | None = None) -> pd.DataFrame:
         m = date_mask(panel["trade_date"].to_numpy(), dates)
         p = panel[m]
         return prediction_frame(p["symbol"].to_numpy(), p["trade_date"].to_numpy(), p["target_date"].to_numpy(),
                                 np.zeros(len(p)), self.name, self.version, self.train_end)
-
-    def get_state(self) -> dict:
-        return self._boundary_state()
-
-    def set_state(self, state: dict) -> None:
-        self._set_boundary(state)
 
 
 class RollingMeanForecaster(_NothingToLearn):
@@ -89,11 +96,13 @@ class RollingMeanForecaster(_NothingToLearn):
         if k < 1:
             raise ValueError(f"rolling_mean needs k >= 1, got {k}")
         self.k = int(k)
-        self.train_end = None
 
-    @property
-    def version(self) -> str:
-        return params_version(self.name, {"k": self.k})
+    def _params(self) -> dict:
+        return {"k": self.k}
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RollingMeanForecaster:
+        return cls(k=train.rolling_k)
 
     def predict(self, panel: pd.DataFrame, dates: Sequence[dt.date] | None = None) -> pd.DataFrame:
         r = _log_returns(panel)
@@ -104,13 +113,6 @@ class RollingMeanForecaster(_NothingToLearn):
         return prediction_frame(sym.to_numpy()[m], panel["trade_date"].to_numpy()[m],
                                 panel["target_date"].to_numpy()[m], mean[m], self.name, self.version,
                                 self.train_end)
-
-    def get_state(self) -> dict:
-        return {"k": self.k, **self._boundary_state()}
-
-    def set_state(self, state: dict) -> None:
-        self.k = int(state["k"])
-        self._set_boundary(state)
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -137,6 +139,10 @@ class RidgeForecaster:
         self.target_scaler: Scaler | None = None
         self.coef: np.ndarray | None = None
         self.intercept = 0.0
+
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> RidgeForecaster:
+        return cls(features, alpha=train.ridge_alpha)
 
     def fit(self, panel: pd.DataFrame, train_end: dt.date) -> dict:
         """Fit scalers and coefficients on windows with ``target_date <= train_end``."""
@@ -183,10 +189,13 @@ class RidgeForecaster:
             "target_scaler": self.target_scaler.to_dict(),
         }
 
-    def set_state(self, state: dict) -> None:
-        self.alpha = float(state["alpha"])
-        self.coef = np.asarray(state["coef"], dtype="float64")
-        self.intercept = float(state["intercept"])
-        self.train_end = dt.date.fromisoformat(state["train_end"])
-        self.scaler = Scaler.from_dict(state["scaler"])
-        self.target_scaler = Scaler.from_dict(state["target_scaler"])
+    @classmethod
+    def from_state(cls, state: dict, features: FeatureConfig, weights: None = None) -> RidgeForecaster:
+        """The fit ``get_state()`` described, on windows of ``features``."""
+        f = cls(features, alpha=state["alpha"])
+        f.coef = np.asarray(state["coef"], dtype="float64")
+        f.intercept = float(state["intercept"])
+        f.train_end = dt.date.fromisoformat(state["train_end"])
+        f.scaler = Scaler.from_dict(state["scaler"])
+        f.target_scaler = Scaler.from_dict(state["target_scaler"])
+        return f

@@ -18,13 +18,12 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from kline.config import Settings
+from kline.config import TrainConfig
 
 # Columns of a prediction frame (what ``Forecaster.predict`` returns).
 PREDICTION_COLUMNS = [
@@ -54,25 +53,7 @@ class Forecaster(Protocol):
         ...
 
 
-FORECASTERS = ("lstm", *BASELINES)
-
-
-def make_forecaster(name: str, settings: Settings) -> Forecaster:
-    """An unfitted forecaster by name (``lstm``, ``persistence``, ``rolling_mean``,
-    ``ridge``), configured from ``settings.features`` and ``settings.train``."""
-    from kline import baselines
-
-    if name == "persistence":
-        return baselines.PersistenceForecaster()
-    if name == "rolling_mean":
-        return baselines.RollingMeanForecaster(k=settings.train.rolling_k)
-    if name == "ridge":
-        return baselines.RidgeForecaster(settings.features, alpha=settings.train.ridge_alpha)
-    if name == "lstm":
-        from kline.training import LSTMForecaster
-
-        return LSTMForecaster(settings.features, settings.train)
-    raise ValueError(f"unknown forecaster {name!r}: choose from {', '.join(FORECASTERS)}")
+FORECASTERS = ("lstm", *BASELINES)  # the classes are in kline.zoo
 
 
 def date_mask(trade_dates: np.ndarray, dates: Sequence[dt.date] | None) -> np.ndarray:
@@ -114,3 +95,23 @@ def params_version(name: str, params: dict) -> str:
     """Content hash naming a fitted baseline (its name, parameters and fitted state)."""
     blob = json.dumps({"name": name, **params}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def held_out_count(panel: pd.DataFrame, train: TrainConfig) -> int:
+    """Sessions with a known target to hold out: ``train.test_fraction`` of them when set
+    (at least one), else ``train.test_sessions``; at most half, so training keeps data."""
+    known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
+    n = max(1, int(round(train.test_fraction * known))) if train.test_fraction > 0 else train.test_sessions
+    return max(0, min(n, known // 2))
+
+
+def held_out_dates(panel: pd.DataFrame, sessions: int) -> list[dt.date]:
+    """The held-out tail: the last ``sessions`` decision dates with a known target (at most
+    half of them) plus any later date (tomorrow's forecast); empty when none can be held out.
+    Its first date is the leakage boundary ``train_end`` the train stage fits up to."""
+    td = pd.to_datetime(panel["trade_date"]).to_numpy().astype("datetime64[D]")
+    known = np.unique(td[np.isfinite(panel["target"].to_numpy("float64"))])
+    n = min(sessions, len(known) // 2)
+    if n < 1:
+        return []
+    return [pd.Timestamp(d).date() for d in np.unique(td[td >= known[len(known) - n]])]

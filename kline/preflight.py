@@ -27,9 +27,9 @@ def check_settings(settings: Settings) -> None:
     from kline.backtest import WINDOWS
     from kline.features import FeatureError, check_feature_config
     from kline.forecasters import FORECASTERS
+    from kline.presets import resolve_preset
     from kline.registry import RETRAIN_POLICIES
     from kline.simulation import EXECUTIONS
-    from kline.training import resolve_preset
 
     try:
         check_feature_config(settings.features)

@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import io
 import json
-import math
 import platform
 import subprocess
 from dataclasses import dataclass
@@ -24,11 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kline.baselines import PersistenceForecaster, RidgeForecaster, RollingMeanForecaster
+from kline import zoo
 from kline.calendar import sessions_in_range
 from kline.config import ConfigError, FeatureConfig, TrainConfig
 from kline.features import feature_fingerprint
+from kline.forecasters import Forecaster
+from kline.jsonable import jsonable
 from kline.lake import Lake
+from kline.presets import feature_config, resolve_preset
 
 CARD = "card.json"
 WEIGHTS = "weights.pt"
@@ -62,22 +64,11 @@ def make_version(train_end: dt.date, *parts: str) -> str:
     return f"{train_end:%Y%m%d}-{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8]}"
 
 
-def _clean(obj):
-    """NaN/inf -> None, tuples -> lists: the card stays strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def _json(obj) -> str:
-    return json.dumps(_clean(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
 
 
-def save_version(lake: Lake, forecaster, version: str, card: dict) -> dict:
+def save_version(lake: Lake, forecaster: Forecaster, version: str, card: dict) -> dict:
     """Write a fitted forecaster (``lstm`` or a baseline) and its card; returns the card
     as written (with ``name``, ``version``, ``path``, ``torch_version``, ``created_at``)."""
     name = forecaster.name
@@ -92,9 +83,10 @@ def save_version(lake: Lake, forecaster, version: str, card: dict) -> dict:
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "state": forecaster.get_state(),
     }
-    if name == "lstm":
+    weights = getattr(forecaster, "weights", None)  # the LSTM's; a baseline's fit is all in its state
+    if weights is not None:
         buf = io.BytesIO()
-        torch.save(forecaster.weights, buf)
+        torch.save(weights, buf)
         lake.atomic_write_bytes(f"{d}/{WEIGHTS}", buf.getvalue())
         card["weights_file"] = WEIGHTS
         forecaster.version = version  # baselines keep their content hash (the contract)
@@ -109,27 +101,16 @@ def read_card(lake: Lake, name: str, version: str) -> dict:
     return json.loads(lake.read_text(f"{lake.paths.model_dir(name, version)}/{CARD}"))
 
 
-def load_version(lake: Lake, name: str, version: str):
+def load_version(lake: Lake, name: str, version: str) -> Forecaster:
     """The forecaster stored as ``name/version``, ready to predict exactly as when saved."""
     card = read_card(lake, name, version)
     d = lake.paths.model_dir(name, version)
-    if name == "lstm":
-        from kline.training import LSTMForecaster
-
-        weights = torch.load(io.BytesIO(lake.read_bytes(f"{d}/{WEIGHTS}")), map_location="cpu", weights_only=True)
-        return LSTMForecaster.from_state(card["state"], weights, version=version)
-    state = json.loads(lake.read_text(f"{d}/{STATE}"))
-    if name == "persistence":
-        f = PersistenceForecaster()
-    elif name == "rolling_mean":
-        f = RollingMeanForecaster()
-    elif name == "ridge":
-        feats = dict(card["features"])
-        feats["features"] = tuple(feats["features"])
-        f = RidgeForecaster(FeatureConfig(**feats))
-    else:
-        raise ValueError(f"unknown model name {name!r}")
-    f.set_state(state)
+    features = feature_config(card["features"]) if "features" in card else None
+    if not card.get("weights_file"):
+        return zoo.from_state(name, json.loads(lake.read_text(f"{d}/{STATE}")), features)
+    weights = torch.load(io.BytesIO(lake.read_bytes(f"{d}/{WEIGHTS}")), map_location="cpu", weights_only=True)
+    f = zoo.from_state(name, card["state"], features, weights)
+    f.version = version  # as save_version named it
     return f
 
 
@@ -215,8 +196,6 @@ def decide_training(
 
     Point in time: only versions trained as of ``run_date`` or earlier count, so a replay of
     an old date never reuses, or warm-starts from, a model that saw later data."""
-    from kline.training import resolve_preset
-
     if train.retrain not in RETRAIN_POLICIES:
         raise ConfigError(f"train.retrain: unknown policy {train.retrain!r}, choose from {', '.join(RETRAIN_POLICIES)}")
     feats, tcfg = resolve_preset(features, train)
@@ -232,7 +211,7 @@ def decide_training(
     champ = get_champion(lake, "lstm")
     if champ and tcfg.warm_start and champ["version"] in cards:
         cc = cards[champ["version"]]
-        if (cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == _model_shape(tcfg)
+        if (cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == model_shape(tcfg)
                 and as_of(cc)):
             warm = champ["version"]
     if not same:
@@ -252,7 +231,8 @@ def decide_training(
     return TrainDecision(True, f"{passed} sessions since the last training", warm_start=warm)
 
 
-def _model_shape(train: TrainConfig) -> dict:
+def model_shape(train: TrainConfig) -> dict:
+    """What a warm start needs to match: the weights' shapes."""
     return {"scope": train.scope, "hidden": train.hidden, "layers": train.layers, "head": train.head}
 
 

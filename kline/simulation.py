@@ -107,6 +107,45 @@ class SimulationResult:
         return m
 
 
+@dataclass
+class _Sleeve:
+    """One symbol's cash, holding and ledgers while ``simulate`` walks its bars."""
+
+    cash: float
+    costs: Costs
+    units: float = 0.0
+    bought_on: dt.date | None = None
+    cost_basis: float = 0.0  # paid for the holding, fees included
+    trades: list[tuple] = field(default_factory=list)  # TRADE_COLUMNS
+    blocked: list[tuple] = field(default_factory=list)  # BLOCK_COLUMNS
+    trips: list[float] = field(default_factory=list)
+
+    def buy(self, d: dt.date, price: float, limit_up: float) -> bool:
+        """Buy as many lots as the cash allows; False when blocked."""
+        if price >= limit_up - _EPS:
+            self.blocked.append((d, "buy", "limit_up"))
+            return False
+        n = _affordable(self.cash, price, self.costs)
+        if n == 0:
+            self.blocked.append((d, "buy", "cash"))
+            return False
+        value = n * price
+        c, t, s = self.costs.fees(value, "buy")
+        self.cash -= value + c + t + s
+        self.units, self.bought_on, self.cost_basis = float(n), d, value + c + t + s
+        self.trades.append((d, "buy", self.units, price, value, c, t, s, self.cash))
+        return True
+
+    def sell(self, d: dt.date, price: float, side: str = "sell") -> None:
+        """Sell the whole holding at ``price``; a delisting (``side="delist"``) settles without fees."""
+        value = self.units * price
+        c, t, s = self.costs.fees(value, side) if side == "sell" else (0.0, 0.0, 0.0)
+        self.cash += value - c - t - s
+        self.trades.append((d, side, self.units, price, value, c, t, s, self.cash))
+        self.trips.append(value - c - t - s - self.cost_basis)
+        self.units, self.bought_on, self.cost_basis = 0.0, None, 0.0
+
+
 def simulate(
     bars: pd.DataFrame,
     long_signal: pd.Series,
@@ -127,88 +166,71 @@ def simulate(
     symbol = str(bars["symbol"].iloc[0])
     if inst is None:
         inst = instrument(symbol)
-    costs = Costs.for_instrument(cfg, inst)
     signal = {pd.Timestamp(k).date(): bool(v) for k, v in long_signal.items()}
-    b = bars.sort_values("trade_date")
-    dates = [pd.Timestamp(x).date() for x in b["trade_date"]]
     first = min(signal) if signal else None
-    keep = [first is not None and d >= first for d in dates]
-    b = b[keep]
-    dates = [d for d, k in zip(dates, keep, strict=True) if k]
-    opens, closes = b["open"].to_numpy(float), b["close"].to_numpy(float)
-    pre = b["pre_close"].to_numpy(float)
+    b = bars.sort_values("trade_date")
+    b = b[[first is not None and pd.Timestamp(x).date() >= first for x in b["trade_date"]]]
+    dates = [pd.Timestamp(x).date() for x in b["trade_date"]]
+    opens, closes, pre = (b[c].to_numpy(float) for c in ("open", "close", "pre_close"))
     factor = (pd.to_numeric(b["adj_factor"], errors="coerce").ffill().bfill().fillna(1.0).to_numpy(float)
               if "adj_factor" in b else np.ones(len(dates)))
     limits = limit_table(symbol, dates, facts, inst)
     delisted = facts.listing(symbol)[1] if facts is not None else None
-
-    cash, units, bought_on, cost_basis = float(cfg.capital), 0.0, None, 0.0
+    book = _Sleeve(float(cfg.capital), Costs.for_instrument(cfg, inst))
     pending: tuple[dt.date, str, str] | None = None  # (execution session, side, "open"/"close")
-    trades, blocked, trips = [], [], []
     eq, pos = np.empty(len(dates)), np.empty(len(dates))
     for i, d in enumerate(dates):
-        if units and i > 0 and factor[i - 1] > 0:
-            units *= factor[i] / factor[i - 1]  # bonus shares / dividend reinvested: no P&L jump
+        if book.units and i > 0 and factor[i - 1] > 0:
+            book.units *= factor[i] / factor[i - 1]  # bonus shares / dividend reinvested: no P&L jump
         if pending is not None and pending[0] < d:
-            blocked.append((pending[0], pending[1], "suspended"))
+            book.blocked.append((pending[0], pending[1], "suspended"))
             pending = None
         for at, price in (("open", opens[i]), ("close", closes[i])):
-            if pending is None or pending[0] != d or pending[2] != at:
-                continue
-            _, side, _ = pending
+            if pending is not None and pending[0] == d and pending[2] == at:
+                pending = _execute(book, pending[1], d, price, limits.at(i).prices(pre[i]), cfg.execution,
+                                   inst.calendar)
+        if book.units and delisted is not None and i == len(dates) - 1 and d <= delisted:
+            book.sell(d, closes[i], "delist")  # settled at the last price
             pending = None
-            down, up = limits.at(i).prices(pre[i])
-            if side == "buy":
-                if price >= up - _EPS:
-                    blocked.append((d, side, "limit_up"))
-                    continue
-                n = _affordable(cash, price, costs)
-                if n == 0:
-                    blocked.append((d, side, "cash"))
-                    continue
-                value = n * price
-                c, t, s = costs.fees(value, side)
-                cash -= value + c + t + s
-                units, bought_on, cost_basis = float(n), d, value + c + t + s
-                trades.append((d, side, units, price, value, c, t, s, cash))
-                if cfg.execution == "open_to_close":
-                    pending = (d, "sell", "close")  # the one-session trade's exit
-            elif bought_on is not None and d <= bought_on:
-                blocked.append((d, side, "t_plus_1"))
-                if cfg.execution == "open_to_close":
-                    pending = (next_session(d, inst.calendar), "sell", "open")
-            elif price <= down + _EPS:
-                blocked.append((d, side, "limit_down"))
-            else:
-                value = units * price
-                c, t, s = costs.fees(value, side)
-                cash += value - c - t - s
-                trades.append((d, side, units, price, value, c, t, s, cash))
-                trips.append(value - c - t - s - cost_basis)
-                units, bought_on, cost_basis = 0.0, None, 0.0
-        if units and delisted is not None and i == len(dates) - 1 and d <= delisted:
-            value = units * closes[i]  # delisting: settled at the last price
-            cash += value
-            trades.append((d, "delist", units, closes[i], value, 0.0, 0.0, 0.0, cash))
-            trips.append(value - cost_basis)
-            units, bought_on, cost_basis, pending = 0.0, None, 0.0, None
-        eq[i] = cash + units * closes[i]
-        pos[i] = units
+        eq[i], pos[i] = book.cash + book.units * closes[i], book.units
         if d in signal and pending is None:
-            want_long = signal[d]
-            at = "close" if cfg.execution == "next_close" else "open"
-            if want_long and units == 0:
-                pending = (next_session(d, inst.calendar), "buy", at)
-            elif units > 0 and (not want_long or cfg.execution == "open_to_close"):
-                pending = (next_session(d, inst.calendar), "sell", at)
+            pending = _order(signal[d], book.units, d, cfg.execution, inst.calendar)
     idx = pd.Index(dates, name="trade_date")
     return SimulationResult(
         equity=pd.Series(eq, index=idx, name="equity"),
         position=pd.Series(pos, index=idx, name="shares"),
-        trades=pd.DataFrame(trades, columns=TRADE_COLUMNS),
-        blocked=pd.DataFrame(blocked, columns=BLOCK_COLUMNS),
-        round_trips=trips,
+        trades=pd.DataFrame(book.trades, columns=TRADE_COLUMNS),
+        blocked=pd.DataFrame(book.blocked, columns=BLOCK_COLUMNS),
+        round_trips=book.trips,
     )
+
+
+def _execute(book: _Sleeve, side: str, d: dt.date, price: float, limits: tuple[float, float], execution: str,
+             calendar: str) -> tuple[dt.date, str, str] | None:
+    """Fill (or block) the order due at ``price``; returns the order it leaves pending."""
+    down, up = limits
+    if side == "buy":
+        if book.buy(d, price, up) and execution == "open_to_close":
+            return d, "sell", "close"  # the one-session trade's exit
+    elif book.bought_on is not None and d <= book.bought_on:
+        book.blocked.append((d, side, "t_plus_1"))
+        if execution == "open_to_close":
+            return next_session(d, calendar), "sell", "open"
+    elif price <= down + _EPS:
+        book.blocked.append((d, side, "limit_down"))
+    else:
+        book.sell(d, price)
+    return None
+
+
+def _order(want_long: bool, units: float, d: dt.date, execution: str, calendar: str) -> tuple[dt.date, str, str] | None:
+    """The order a decision at ``d``'s close places for the next session, if any."""
+    at = "close" if execution == "next_close" else "open"
+    if want_long and units == 0:
+        return next_session(d, calendar), "buy", at
+    if units > 0 and (not want_long or execution == "open_to_close"):
+        return next_session(d, calendar), "sell", at
+    return None
 
 
 def _affordable(cash: float, price: float, costs: Costs) -> int:

@@ -1,4 +1,4 @@
-"""Training: presets, the minibatch loop, and the LSTM forecaster.
+"""Training: the minibatch loop, and the LSTM forecaster.
 
 ``fit_lstm`` trains one ``LSTMRegressor`` on windows (``kline.features.Windows``): Adam,
 minibatches (or full batch), a validation split taken from the *end* of the training span
@@ -21,42 +21,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kline.config import ConfigError, FeatureConfig, Settings, TrainConfig
-from kline.features import (
-    Scaler,
-    Windows,
-    feature_fingerprint,
-    make_windows,
-    prepare,
-    to_log_return,
-    train_mask,
-)
+from kline.config import ConfigError, FeatureConfig, TrainConfig
+from kline.features import Scaler, Windows, make_windows, prepare, to_log_return
 from kline.forecasters import date_mask, prediction_frame
-from kline.lake import Lake
 from kline.model import LSTMConfig, LSTMRegressor
+from kline.presets import feature_config, resolve_preset
 
-PRESETS = ("default", "seed")
-SCOPES = ("global", "per_symbol")
-GLOBAL_KEY = "global"
-# The article's setup: one series at a time, min-max close in, min-max next close out.
-SEED_FEATURES = FeatureConfig(features=("close",), target="seed", scaler="minmax", window=10)
-
-
-def resolve_preset(features: FeatureConfig, train: TrainConfig) -> tuple[FeatureConfig, TrainConfig]:
-    """The (features, train) configs a preset trains with. ``default`` uses the given
-    configs; ``seed`` fixes every setting the article fixed (window 10, hidden 8, 2 layers,
-    Adam 1e-2, 200 full-batch epochs, 70/30, min-max close) and keeps seed and device."""
-    if train.preset == "default":
-        if train.scope not in SCOPES:
-            raise ConfigError(f"train.scope: unknown scope {train.scope!r}, choose from {', '.join(SCOPES)}")
-        return features, train
-    if train.preset == "seed":
-        return SEED_FEATURES, dataclasses.replace(
-            train, scope="per_symbol", hidden=8, layers=2, dropout=0.0, head=0, epochs=200,
-            batch_size=0, lr=1e-2, lr_schedule="none", weight_decay=0.0, valid_fraction=0.0,
-            patience=0, clip_grad=0.0, test_fraction=0.3,
-        )
-    raise ConfigError(f"train.preset: unknown preset {train.preset!r}, choose from {', '.join(PRESETS)}")
+GLOBAL_KEY = "global"  # the model key of a global (all-symbols) fit
 
 
 def resolve_device(name: str) -> torch.device:
@@ -212,6 +183,10 @@ class LSTMForecaster:
         self._version: str | None = None
         self._models: dict[str, LSTMRegressor] = {}
 
+    @classmethod
+    def from_settings(cls, features: FeatureConfig, train: TrainConfig) -> LSTMForecaster:
+        return cls(features, train)
+
     @property
     def version(self) -> str:
         """The registry version once registered, else a hash of the weights."""
@@ -249,6 +224,7 @@ class LSTMForecaster:
             r = fit_lstm(part, self.train, init_weights.get(key))
             self.weights[key], self.history[key], results[key] = r.state, r.history, r
         self.scaler, self.target_scaler, self.train_end = prep.scaler, prep.target_scaler, train_end
+        valid = split_valid(tr, self.train.valid_fraction)[1].target_date
         self.fit_info = {
             "rows": len(tr),
             "n_train": sum(r.n_train for r in results.values()),
@@ -259,7 +235,7 @@ class LSTMForecaster:
             "warm_start": sorted(k for k in parts if k in init_weights),
             "device": next(iter(results.values())).device,
             "train_span": [str(tr.target_date.min()), str(tr.target_date.max())],
-            "valid_span": _span(split_valid(tr, self.train.valid_fraction)[1].target_date),
+            "valid_span": [str(valid.min()), str(valid.max())] if len(valid) else None,
             "wall_s": time.perf_counter() - t0,
         }
         return {**self.fit_info, "history": self.history}
@@ -308,129 +284,17 @@ class LSTMForecaster:
         }
 
     @classmethod
-    def from_state(cls, state: dict, weights: dict[str, dict[str, torch.Tensor]], version: str | None = None) -> LSTMForecaster:
+    def from_state(cls, state: dict, features: FeatureConfig | None,
+                   weights: dict[str, dict[str, torch.Tensor]] | None = None) -> LSTMForecaster:
+        """The fit ``get_state()`` and ``weights`` describe (its own features are in ``state``)."""
+        if weights is None:
+            raise ValueError("lstm: restoring a fit needs its weights")
         f = cls.__new__(cls)
-        feats = dict(state["features"])
-        feats["features"] = tuple(feats["features"])
-        f.features = FeatureConfig(**feats)
+        f.features = feature_config(state["features"])
         f.train = TrainConfig(**state["train"])
         f.weights, f.history, f.fit_info, f._models = weights, {}, {}, {}
         f.scaler = Scaler.from_dict(state["scaler"])
         f.target_scaler = Scaler.from_dict(state["target_scaler"])
         f.train_end = dt.date.fromisoformat(state["train_end"])
-        f._version = version
+        f._version = None
         return f
-
-
-def holdout_train_end(panel: pd.DataFrame, cfg: TrainConfig) -> tuple[dt.date, int]:
-    """(train_end, test sessions): the last ``test_sessions`` (or ``test_fraction``) decision
-    dates with a known target are held out; at most half of them, so training keeps data.
-    Rows with ``target_date <= train_end`` train; the rest are the held-out test."""
-    known = panel.loc[np.isfinite(panel["target"].to_numpy()), "trade_date"]
-    dates = np.sort(pd.unique(known.to_numpy()))
-    if len(dates) == 0:
-        raise ValueError("no session with a known target")
-    n_test = int(round(cfg.test_fraction * len(dates))) if cfg.test_fraction > 0 else cfg.test_sessions
-    n_test = max(0, min(n_test, len(dates) // 2))
-    if n_test == 0:
-        last = panel.loc[np.isfinite(panel["target"].to_numpy()), "target_date"].max()
-        return last, 0
-    return dates[len(dates) - n_test], n_test
-
-
-def _span(dates: np.ndarray) -> list[str] | None:
-    return [str(dates.min()), str(dates.max())] if len(dates) else None
-
-
-def holdout_metrics(forecaster, panel: pd.DataFrame, train_end: dt.date) -> dict:
-    """``kline.metrics.forecast_metrics`` of the forecaster's predictions on the held-out
-    rows (``target_date > train_end``, realised target known)."""
-    from kline.metrics import forecast_metrics
-
-    test = panel[~train_mask(panel, train_end) & np.isfinite(panel["target"].to_numpy())]
-    if test.empty:
-        return {"n": 0}
-    p = forecaster.predict(panel, sorted(set(test["trade_date"])))
-    m = p.merge(test[["symbol", "trade_date", "target"]], on=["symbol", "trade_date"], how="inner")
-    return forecast_metrics(m["target"].to_numpy(), m["pred_return"].to_numpy(), list(m["trade_date"]))
-
-
-def train_models(
-    lake: Lake,
-    features: FeatureConfig,
-    train: TrainConfig,
-    run_date: dt.date,
-    symbols: Sequence[str],
-    panel: pd.DataFrame,
-    data_fingerprint: str,
-) -> dict:
-    """The train stage: decide (``registry.decide_training``), then fit the LSTM (warm
-    started from the champion when allowed) and the baselines on the same windows, score
-    all of them on the held-out tail, and register them. Nothing new -> nothing trained.
-
-    Returns ``{trained, reason, name, version, card, train_end, models: {name: version}}``.
-    """
-    from kline import registry
-    from kline.forecasters import make_forecaster
-
-    symbols = sorted(symbols)
-    decision = registry.decide_training(lake, features, train, run_date, data_fingerprint, symbols)
-    if not decision.train:
-        card = registry.read_card(lake, "lstm", decision.reuse)
-        return {"trained": False, "reason": decision.reason, "name": "lstm", "version": decision.reuse,
-                "card": f"{card['path']}/{registry.CARD}", "train_end": card["train_end"],
-                "models": {"lstm": decision.reuse, **card.get("baselines", {})}}
-    feats, tcfg = resolve_preset(features, train)
-    panel = panel[panel["symbol"].isin(symbols)].reset_index(drop=True)
-    train_end, n_test = holdout_train_end(panel, tcfg)
-    init = registry.load_version(lake, "lstm", decision.warm_start).weights if decision.warm_start else None
-    lstm = LSTMForecaster(feats, tcfg)
-    info = lstm.fit(panel, train_end, init)
-    test = panel[~train_mask(panel, train_end) & np.isfinite(panel["target"].to_numpy())]
-    common = {
-        "run_date": run_date.isoformat(),
-        "train_end": train_end.isoformat(),
-        "test_span": [str(test["trade_date"].min()), str(test["trade_date"].max())] if len(test) else None,
-        "test_sessions": n_test,
-        "symbols": symbols,
-        "data_fingerprint": data_fingerprint,
-        "feature_fingerprint": feature_fingerprint(feats),
-        "features": dataclasses.asdict(feats),
-        "code_version": registry.code_version(),
-    }
-    settings = Settings(features=feats, train=tcfg)
-    baselines = {}
-    for name in ("persistence", "rolling_mean", "ridge"):
-        b = make_forecaster(name, settings)
-        b.fit(panel, train_end)
-        v = registry.make_version(train_end, name, b.version, data_fingerprint)
-        registry.save_version(lake, b, v, {**common, "metrics": {"test": holdout_metrics(b, panel, train_end)},
-                                           "train_span": info["train_span"]})
-        baselines[name] = v
-    cfg_fp = registry.model_config_fingerprint(feats, tcfg)
-    version = registry.make_version(train_end, cfg_fp, data_fingerprint, decision.warm_start or "")
-    valid = {k: min((h["valid_loss"] for h in hist if h["valid_loss"] is not None), default=None)
-             for k, hist in info["history"].items()}
-    card = registry.save_version(lake, lstm, version, {
-        **common,
-        "config_fingerprint": cfg_fp,
-        "train": dataclasses.asdict(tcfg),
-        "model_shape": registry._model_shape(tcfg),
-        "feature_list": list(feats.features),
-        "train_span": info["train_span"],
-        "valid_span": info["valid_span"],
-        "history": info["history"],
-        "epochs_run": max(info["epochs_run"].values()),
-        "best_epoch": info["best_epoch"],
-        "wall_s": info["wall_s"],
-        "device": info["device"],
-        "warm_start": decision.warm_start,
-        "decision": decision.reason,
-        "metrics": {"test": holdout_metrics(lstm, panel, train_end), "valid_loss_scaled": valid},
-        "baselines": baselines,
-    })
-    if registry.get_champion(lake, "lstm") is None:
-        registry.set_champion(lake, "lstm", version, {"rule": "bootstrap: first registered version"})
-    return {"trained": True, "reason": decision.reason, "name": "lstm", "version": version,
-            "card": f"{card['path']}/{registry.CARD}", "train_end": train_end.isoformat(),
-            "models": {"lstm": version, **baselines}}

@@ -17,12 +17,14 @@ import pandas as pd
 import pyarrow as pa
 from prefect import task
 
-from kline.backtest import backtest_bars, decide_promotion, run_backtest
+from kline import registry
+from kline.backtest import decide_promotion, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
-from kline.features import load_panel
+from kline.features import build_features, load_panel
 from kline.instruments import is_a_share_code
+from kline.jsonable import jsonable
 from kline.lake import Lake, content_hash
-from kline.report import json_clean
+from kline.monitoring import decay_verdict
 from tasks import events
 from tasks._common import STAGE_CACHE, settings_from
 
@@ -37,10 +39,6 @@ def backtest_run_id(run_date: str, settings: dict, symbols: list[str], data_fing
     settings never overwrite each other."""
     blob = json.dumps([settings, sorted(symbols), data_fingerprint], sort_keys=True).encode()
     return f"{run_date}-{hashlib.sha256(blob).hexdigest()[:12]}"
-
-
-def _frame_table(df: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(df, preserve_index=False)
 
 
 @task(name="backtest", task_run_name="backtest-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
@@ -75,9 +73,9 @@ def backtest(
         panel = load_panel(lake, features_path)
         panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
         panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")  # point in time
-        result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
-    else:
-        result = backtest_bars(bars, s, adj, calendar=calendar, calendars=calendars, facts=facts)
+    else:  # features from the same bars, prices adjusted by the factor
+        panel = build_features(bars, s.features, adj, calendar=calendar)
+    result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
 
     run = backtest_run_id(run_date, settings, symbols, data_fingerprint)
     paths = lake.paths
@@ -89,9 +87,9 @@ def backtest(
         **result.summary(),
     }
     equity = result.equity.rename_axis("trade_date").reset_index()
-    lake.atomic_write_table(f"{folder}/{PREDICTIONS_FILE}", _frame_table(result.predictions))
-    lake.atomic_write_table(f"{folder}/{EQUITY_FILE}", _frame_table(equity))
-    lake.atomic_write_text(f"{folder}/{SUMMARY_FILE}", json.dumps(json_clean(summary), indent=1))
+    lake.atomic_write_table(f"{folder}/{PREDICTIONS_FILE}", pa.Table.from_pandas(result.predictions, preserve_index=False))
+    lake.atomic_write_table(f"{folder}/{EQUITY_FILE}", pa.Table.from_pandas(equity, preserve_index=False))
+    lake.atomic_write_text(f"{folder}/{SUMMARY_FILE}", json.dumps(jsonable(summary), indent=1))
     metric = s.backtest.promote_metric
     return {
         "run": run,
@@ -104,15 +102,13 @@ def backtest(
         "test_end": result.test_dates[-1].isoformat(),
         "scored_sessions": summary["scored_sessions"],
         "metric": metric,
-        "values": json_clean({m: f.get(metric) for m, f in result.forecast.items()}),
+        "values": jsonable({m: f.get(metric) for m, f in result.forecast.items()}),
     }
 
 
 def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
     """The registry's champion as ``decide_promotion`` reads it: version and the metric
     value recorded when it was promoted (None when recorded under another metric)."""
-    from kline import registry
-
     rec = registry.get_champion(lake, name)
     if not rec:
         return None
@@ -160,14 +156,12 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
 def _decide(lake: Lake, name: str, version: str | None, forecast: dict, metric: str, run_date: str,
             backtest_ref: dict, recorded: str | None) -> dict:
     """Decide, record the decision (with the version and the backtest) and move the champion."""
-    from kline import registry
-
     champion = _champion_record(lake, name, metric)
     decision = decide_promotion(name, version, forecast, metric, champion)
     decision["champion_basis"] = champion.get("basis") if champion else None
     decision.update(run_date=run_date, backtest_run=backtest_ref["run"],
                     held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
-    decision = json_clean(decision)
+    decision = jsonable(decision)
     text = json.dumps(decision, indent=1)
     if recorded and version in registry.list_versions(lake, name):
         # every decision, promoted or not, stays with the version it judged
@@ -191,9 +185,6 @@ def _check_decay(lake: Lake, name: str, metric: str, backtest_ref: dict, alerts:
                  symbols: list[str]) -> dict | None:
     """The champion's decay verdict on this backtest's walk-forward predictions of its model
     (``kline.monitoring.decay_verdict``); emits ``kline.model.decayed`` when decayed."""
-    from kline import registry
-    from kline.monitoring import decay_verdict
-
     champion = registry.get_champion(lake, name)
     if not champion:
         return None

@@ -8,7 +8,7 @@ from prefect import task
 
 from kline.features import load_panel
 from kline.lake import Lake
-from kline.training import train_models
+from kline.train_stage import train_models
 from tasks import events
 from tasks._common import STAGE_CACHE, settings_from
 

@@ -9,9 +9,7 @@ from kline.backtest import (
     BUY_AND_HOLD,
     BacktestError,
     attach_realised,
-    best_by,
     decide_promotion,
-    held_out_dates,
     run_backtest,
     score,
     walk_forward,
@@ -19,7 +17,7 @@ from kline.backtest import (
 from kline.baselines import RidgeForecaster, RollingMeanForecaster
 from kline.config import FeatureConfig, Settings
 from kline.features import build_features
-from kline.forecasters import PREDICTION_COLUMNS, prediction_frame
+from kline.forecasters import PREDICTION_COLUMNS, held_out_dates, prediction_frame
 from kline.providers.synthetic import SyntheticProvider
 
 SYMBOLS = ["000001.SH", "600519.SH"]
@@ -123,14 +121,7 @@ def test_walk_forward_rejects_bad_parameters(panel):
     with pytest.raises(BacktestError, match="window"):
         walk_forward(panel, Oracle, held_out_dates(panel, 5), retrain_every=5, window="sliding")
     with pytest.raises(BacktestError, match="cannot hold out"):
-        held_out_dates(panel.head(1), 50)
-
-
-def test_held_out_dates_keep_half_for_training_and_include_tomorrow(panel):
-    dates = sorted(set(panel["trade_date"]))
-    test = held_out_dates(panel, 30)
-    assert test == dates[-31:]  # 30 with an outcome + the last date, whose outcome is unknown
-    assert len(held_out_dates(panel, 10_000)) == (len(dates) - 1) // 2 + 1
+        run_backtest(panel.head(1), panel.head(0), Settings(features=FEAT), models=["persistence"])
 
 
 def test_score_compares_models_on_the_same_rows():
@@ -182,12 +173,6 @@ def test_promotion_higher_is_better_metric_and_nan():
         decide_promotion("ridge", "v", fc, "ic")
 
 
-def test_best_by():
-    assert best_by("mase", {"a": 1.0, "b": 0.9, "c": float("nan")}) == "b"
-    assert best_by("ic", {"a": 0.1, "b": 0.2}) == "b"
-    assert best_by("ic", {"a": float("nan")}) is None
-
-
 def test_run_backtest_baselines_end_to_end(bars, panel):
     s = Settings(features=FEAT).replace(train={"test_sessions": 40}, backtest={"retrain_every": 20})
     r = run_backtest(panel, bars, s, models=["persistence", "rolling_mean", "ridge"])
@@ -197,8 +182,7 @@ def test_run_backtest_baselines_end_to_end(bars, panel):
     # persistence predicts 0 <= threshold: never long, so its equity stays at the capital
     assert r.equity["persistence"].iloc[-1] == pytest.approx(2 * s.backtest.capital)
     assert r.strategy[BUY_AND_HOLD]["trades"] == 0 and r.strategy[BUY_AND_HOLD]["costs"] > 0
-    table = r.metrics_table()
-    assert list(table["model"]) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
+    assert list(r.equity.columns) == ["persistence", "ridge", "rolling_mean", BUY_AND_HOLD]
     # 40 scored sessions in blocks of 20, tomorrow's forecast folded into the last block
     assert len({f["train_end"] for f in r.fits}) == 2
     assert len(r.test_dates) == 41
@@ -215,13 +199,9 @@ def test_domain_modules_import_neither_prefect_nor_pyplot():
     assert out.stdout.split() == ["False", "False"]
 
 
-def test_held_out_count_follows_the_resolved_preset():
-    from kline.backtest import held_out_count
-    from kline.providers.synthetic import SyntheticProvider
-
-    bars = SyntheticProvider().fetch(["000001.SH"], dt.date(2023, 1, 1), dt.date(2023, 12, 31))
-    panel = build_features(bars, FeatureConfig())
-    known = panel.loc[np.isfinite(panel["target"]), "trade_date"].nunique()
-    assert held_out_count(panel, Settings()) == 250
-    seed = Settings().replace(train={"preset": "seed"})  # the article's 70/30 split
-    assert held_out_count(panel, seed) == round(0.3 * known)
+def test_the_backtest_holds_out_what_the_resolved_preset_holds_out(bars):
+    one = build_features(bars[bars["symbol"] == "000001.SH"], FeatureConfig())
+    known = one.loc[np.isfinite(one["target"]), "trade_date"].nunique()
+    seed = Settings().replace(train={"preset": "seed"})  # the article's 70/30 split, not test_sessions
+    r = run_backtest(one, bars, seed, models=["persistence"])
+    assert len(r.test_dates) == round(0.3 * known) + 1  # + tomorrow's forecast

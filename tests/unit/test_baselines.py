@@ -82,8 +82,7 @@ def test_ridge_state_round_trip_reproduces_predictions():
     panel = make_panel()
     f = RidgeForecaster(FeatureConfig(), alpha=10.0)
     f.fit(panel, TRAIN_END)
-    g = RidgeForecaster(FeatureConfig())
-    g.set_state(f.get_state())
+    g = RidgeForecaster.from_state(f.get_state(), FeatureConfig())
     pd.testing.assert_frame_equal(f.predict(panel), g.predict(panel))
 
 

@@ -11,7 +11,8 @@ from kline.config import FeatureConfig, Settings, TrainConfig
 from kline.features import build_features
 from kline.lake import Lake
 from kline.providers.synthetic import SyntheticProvider
-from kline.training import train_models
+from kline.train_stage import train_models
+from kline.zoo import make_forecaster
 
 SYMBOLS = ["000001.SH", "600519.SH"]
 RUN = dt.date(2023, 6, 30)
@@ -54,8 +55,6 @@ def test_loading_a_version_reproduces_its_predictions_exactly(tmp_path, name):
     lake = Lake(tmp_path)
     panel = panel_for()
     s = Settings(train=FAST)
-    from kline.forecasters import make_forecaster
-
     f = make_forecaster(name, s)
     f.fit(panel, dt.date(2023, 3, 31))
     registry.save_version(lake, f, "v1", {"features": dataclasses.asdict(s.features)})

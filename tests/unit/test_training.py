@@ -6,18 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from kline.config import ConfigError, FeatureConfig, Settings, TrainConfig
+from kline.config import FeatureConfig, Settings, TrainConfig
 from kline.features import Windows, build_features, make_windows
 from kline.model import LSTMConfig, LSTMRegressor
 from kline.providers.synthetic import SyntheticProvider
-from kline.training import (
-    LSTMForecaster,
-    fit_lstm,
-    holdout_train_end,
-    resolve_device,
-    resolve_preset,
-    split_valid,
-)
+from kline.training import LSTMForecaster, fit_lstm, resolve_device, split_valid
 
 TRAIN_END = dt.date(2023, 3, 31)
 FAST = TrainConfig(hidden=6, epochs=4, batch_size=32, patience=2, valid_fraction=0.2)
@@ -86,15 +79,6 @@ def test_warm_start_begins_from_the_given_weights():
         torch.testing.assert_close(warm.state[k], first.state[k], atol=1e-6, rtol=0)
 
 
-def test_seed_preset_fixes_the_article_settings():
-    feats, train = resolve_preset(FeatureConfig(), TrainConfig(preset="seed", seed=3))
-    assert (feats.window, feats.features, feats.target, feats.scaler) == (10, ("close",), "seed", "minmax")
-    assert (train.hidden, train.layers, train.lr, train.epochs, train.batch_size) == (8, 2, 1e-2, 200, 0)
-    assert train.test_fraction == 0.3 and train.seed == 3
-    with pytest.raises(ConfigError, match="nope"):
-        resolve_preset(FeatureConfig(), TrainConfig(preset="nope"))
-
-
 def test_device_auto_is_cpu_without_cuda():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
@@ -110,7 +94,7 @@ def test_lstm_forecaster_round_trips_state_and_predicts_log_returns(scope):
     assert sorted(info["history"]) == keys
     p = f.predict(panel)
     assert (p["train_end"] == TRAIN_END).all() and p["pred_return"].abs().max() < 0.2
-    g = LSTMForecaster.from_state(f.get_state(), f.weights)
+    g = LSTMForecaster.from_state(f.get_state(), s.features, f.weights)
     pd.testing.assert_frame_equal(p, g.predict(panel))
 
 
@@ -135,14 +119,3 @@ def test_seed_forecaster_converts_predicted_close_to_log_return():
         out = model.eval()(torch.from_numpy(w.x[k])).double().numpy()
     next_close = f.target_scaler.inverse(np.array(["600519.SH"]), out.reshape(-1, 1))[0, 0]
     assert one["pred_return"].item() == pytest.approx(np.log(next_close / close), rel=1e-6)
-
-
-def test_holdout_train_end_keeps_the_last_sessions_for_testing():
-    panel = small_panel(FeatureConfig())
-    te, n = holdout_train_end(panel, TrainConfig(test_sessions=20))
-    known = panel[panel["target"].notna()]
-    test_dates = sorted(set(known.loc[known["target_date"] > te, "trade_date"]))
-    assert n == 20 and len(test_dates) == 20
-    assert (known.loc[known["target_date"] <= te, "trade_date"] < test_dates[0]).all()
-    te0, n0 = holdout_train_end(panel, TrainConfig(test_sessions=0))
-    assert n0 == 0 and te0 == known["target_date"].max()
