@@ -30,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kline.backtest import attach_realised, held_out_dates, walk_forward  # noqa: E402
+from kline.backtest import attach_realised, walk_forward  # noqa: E402
 from kline.config import Settings  # noqa: E402
 from kline.crosssection import evaluate_cross_section  # noqa: E402
 from kline.features import build_features  # noqa: E402
-from kline.forecasters import make_forecaster  # noqa: E402
+from kline.forecasters import held_out_dates  # noqa: E402
 from kline.providers.synthetic import SyntheticProvider, synthetic_facts, synthetic_universe  # noqa: E402
+from kline.zoo import make_forecaster  # noqa: E402
 
 SECTION = "## Cross-sectional quality (synthetic, planted signal)"
 FEATURES = ("log_return", "return_5", "hl_range", "open_gap", "volume_z_20", "amount_z_20",
