@@ -141,11 +141,11 @@ def test_curated_fingerprint_follows_content(lake):
 
 
 def test_ingest_log_roundtrip(lake):
-    lake.append_ingest_log({"source": "synthetic", "start": "2024-01-02", "end": "2024-01-04"})
-    lake.append_ingest_log({"source": "synthetic", "start": "2024-01-05", "end": "2024-02-05", "as_of": "2024-02-05"})
-    lake.append_ingest_log({"source": "synthetic", "start": "2024-01-05", "end": "2024-01-05"})
+    lake.ingest_log.append({"source": "synthetic", "start": "2024-01-02", "end": "2024-01-04"})
+    lake.ingest_log.append({"source": "synthetic", "start": "2024-01-05", "end": "2024-02-05", "as_of": "2024-02-05"})
+    lake.ingest_log.append({"source": "synthetic", "start": "2024-01-05", "end": "2024-01-05"})
     assert [e["end"] for e in lake.read_ingest_log()] == ["2024-01-04", "2024-01-05", "2024-02-05"]
-    assert lake.ingest_log_months() == ["2024-01", "2024-02"]
+    assert lake.ingest_log.months() == ["2024-01", "2024-02"]
     assert [e["end"] for e in lake.read_ingest_log(["2024-02"])] == ["2024-02-05"]
 
 
@@ -168,9 +168,9 @@ def test_a_fetch_is_authoritative_for_its_symbols_and_range(lake):
 def test_instrument_facts_are_point_in_time(lake):
     import datetime as dt
 
-    lake.write_reference("listings", pd.DataFrame([{"symbol": "600001.SH", "list_date": dt.date(2001, 1, 8),
+    lake.reference.write("listings", pd.DataFrame([{"symbol": "600001.SH", "list_date": dt.date(2001, 1, 8),
                                                     "delist_date": dt.date(2024, 6, 28)}]), "test", ["600001.SH"])
-    lake.write_reference("st_periods", pd.DataFrame([{"symbol": "600001.SH", "start_date": dt.date(2024, 5, 6),
+    lake.reference.write("st_periods", pd.DataFrame([{"symbol": "600001.SH", "start_date": dt.date(2024, 5, 6),
                                                       "end_date": dt.date(2024, 6, 28), "name": "*ST"}]),
                          "test", ["600001.SH"])
     march = lake.read_instrument_facts(["600001.SH"], end=dt.date(2024, 3, 29))
