@@ -101,8 +101,11 @@ class LakeFiles:
             return f.read()
 
     def read_table(self, path: str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
-        with self.fs.open(self._strip(path), "rb") as f:
-            return pq.read_table(f, columns=list(columns) if columns else None, filters=filters)
+        # a path, not a Python file object: Arrow reads local files natively, so none of its
+        # IO threads holds a Python object that it could release during interpreter exit
+        # (which aborted processes: "terminate called without an active exception")
+        return pq.read_table(self._strip(path), filesystem=self.fs, columns=list(columns) if columns else None,
+                             filters=filters)
 
     def listdir(self, path: str) -> list[str]:
         """Base names under ``path``; empty when it does not exist."""
