@@ -110,7 +110,7 @@ def _coverage(lake: Lake, symbols: Sequence[str], source: str, run_date: dt.date
     """``covered_through`` reading log months newest first, stopping once older months cannot
     matter: an entry's end never exceeds its as-of date, so a month older than every symbol's
     coverage adds nothing."""
-    months = [m for m in lake.ingest_log_months() if m <= run_date.isoformat()[:7]]
+    months = [m for m in lake.ingest_log.months() if m <= run_date.isoformat()[:7]]
     cover: dict[str, dt.date | None] = {s: None for s in symbols}
     for m in reversed(months):
         found = covered_through(lake.read_ingest_log([m]), symbols, source, run_date)
@@ -162,16 +162,16 @@ def ingest_range(
     facts = (provider.fetch_instrument_facts(list(symbols), start, end)
              if isinstance(provider, InstrumentFactsProvider) else None)
     written = lake.write_raw_bars(bars, provider.name, symbols=symbols, start=start, end=end)
-    adj_rows = lake.write_raw_adj_factor(factors, provider.name).rows if factors is not None else 0
+    adj_rows = lake.reference.write_adj_factor(factors, provider.name).rows if factors is not None else 0
     facts_rows: dict[str, int] = {}
     if facts is not None:
-        facts_rows["stk_limit"] = lake.write_stk_limit(facts.stk_limit, provider.name).rows
+        facts_rows["stk_limit"] = lake.reference.write_stk_limit(facts.stk_limit, provider.name).rows
         # an empty table is a fact not fetched (disabled, not permitted, no side file): keep
         # what is stored rather than replace it with nothing
         for table in ("listings", "st_periods"):
             rows = getattr(facts, table)
             if len(rows):
-                facts_rows[table] = lake.write_reference(table, rows, provider.name, symbols)
+                facts_rows[table] = lake.reference.write(table, rows, provider.name, symbols)
     report = getattr(provider, "last_fetch_report", None)
     entry = {
         "source": provider.name,
@@ -189,7 +189,7 @@ def ingest_range(
         "fetched_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    lake.append_ingest_log(entry)
+    lake.ingest_log.append(entry)
     per_symbol = bars.groupby("symbol").size().to_dict() if not bars.empty else {}
     return {
         "source": provider.name,

@@ -95,10 +95,10 @@ class _FactsFail(SyntheticProvider):
 def test_facts_not_fetched_leave_the_stored_ones_alone(lake):
     sym = ["300750.SZ"]
     ingest_range(SyntheticProvider(), lake, sym, dt.date(2024, 1, 2), dt.date(2024, 1, 31))
-    stored = lake.read_reference("listings", sym)
+    stored = lake.reference.read("listings", sym)
     assert len(stored) == 1
     ingest_range(_NoFacts(), lake, sym, dt.date(2024, 2, 1), dt.date(2024, 2, 29))
-    assert lake.read_reference("listings", sym).equals(stored)
+    assert lake.reference.read("listings", sym).equals(stored)
 
 
 def test_a_failing_facts_call_writes_no_bars(lake):
