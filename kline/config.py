@@ -17,18 +17,16 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, ValidationError
 from pydantic.dataclasses import dataclass
-from pydantic_settings import (
-    BaseSettings,
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.sources import (
     EnvSettingsSource,
     InitSettingsSource,
-    NoDecode,
-    SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
@@ -43,7 +41,7 @@ DEFAULT_UNIVERSE: tuple[str, ...] = (
 
 CONFIG_FILE_NAME = "kline.toml"
 ForecastMetric = Literal["rmse", "mae", "mase", "directional_accuracy", "ic", "rank_ic", "r2_oos"]
-# str, not bool, where a setting is text: a number in a file or flag is kept as its text
+# a number given for a text setting (lake = 2024) is kept as its text, as before
 _STRICT = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
@@ -58,9 +56,9 @@ def _split(value: Any) -> Any:
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]  # a list, or "a,b" text
 
 
-def _problem(err: Any, section: str = "") -> str:
+def _problem(err: Any, *prefix: str) -> str:
     """One pydantic error as ``section.field: what is wrong``."""
-    name = ".".join([section, *map(str, err["loc"])] if section else map(str, err["loc"]))
+    name = ".".join(map(str, (*prefix, *err["loc"])))
     kind, value = err["type"], err.get("input")
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"unknown setting {name!r}"
@@ -74,25 +72,22 @@ def _problem(err: Any, section: str = "") -> str:
     return f"{name}: expected {expected}, got {value!r}" if expected else f"{name}: {err['msg']}"
 
 
-def _section(name: str) -> Callable[[type], type]:
-    """A frozen, validated dataclass; a bad value raises ConfigError naming ``name.field``."""
-    def wrap(cls: type) -> type:
-        cls = dataclass(frozen=True, config=_STRICT)(cls)
-        init = cls.__init__
+def _section(cls: type) -> type:
+    """A frozen dataclass validated by pydantic; a bad value raises ConfigError naming it."""
+    cls = dataclass(frozen=True, config=_STRICT)(cls)
+    init = cls.__init__
 
-        @functools.wraps(init)
-        def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
-            try:
-                init(self, *args, **kwargs)
-            except ValidationError as exc:
-                raise ConfigError(_problem(exc.errors()[0], name)) from None
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(_problem(exc.errors()[0], cls.__name__)) from None
 
-        cls.__init__ = checked_init
-        return cls
-    return wrap
+    cls.__init__ = checked_init
+    return cls
 
 
-@_section("tushare")
+@_section
 class TushareConfig:
     url: str = "http://api.waditu.com/dataapi"  # pro API base; proxies and tests override it
     token_env: str = "TUSHARE_TOKEN"  # environment variable holding the token
@@ -109,7 +104,7 @@ class TushareConfig:
     instrument_facts: bool = True  # stock_basic, namechange (ST periods) and stk_limit beside bars
 
 
-@_section("file")
+@_section
 class FileConfig:
     source: str = ""  # file or folder of CSV/Parquet files (one symbol per file)
     calendar: str = ""  # exchange-calendars code for symbols outside the A-share registry
@@ -118,7 +113,7 @@ class FileConfig:
     estimate_amount: bool = True  # no amount column: volume * (O+H+L+C)/4, else NaN
 
 
-@_section("calendar")
+@_section
 class CalendarConfig:
     close_cutoff: str = "17:30"  # HH:MM in ``timezone``: today's session counts as closed from here
     holidays: Names = ()  # extra XSHG closures (ISO dates), for a user who cannot wait
@@ -126,7 +121,7 @@ class CalendarConfig:
     holiday_file: str = ""  # a holiday file of whole years, same format as kline/holidays.toml
 
 
-@_section("ingest")
+@_section
 class IngestConfig:
     history_years: int = 2  # history fetched on an empty lake, ending at run_date
     retries: int = 3  # attempts after the first, only for transient provider errors
@@ -134,7 +129,7 @@ class IngestConfig:
     retry_jitter: float = 0.5  # fraction of random jitter on each delay
 
 
-@_section("validation")
+@_section
 class ValidationConfig:
     limit_tolerance: float = 0.005  # slack on |close/pre_close - 1| beyond the board limit
     index_move_warn: float = 0.11  # index day moves beyond this are warnings
@@ -144,7 +139,7 @@ class ValidationConfig:
     docs_history: int = 30  # validation runs listed on the Data Docs index page
 
 
-@_section("features")
+@_section
 class FeatureConfig:
     features: Names = ("log_return", "hl_range", "open_gap", "log_volume_change", "volatility_20")
     target: Literal["log_return", "seed"] = "log_return"  # next session's log return; seed: next close, min-max
@@ -152,7 +147,7 @@ class FeatureConfig:
     window: int = 20  # sessions per input window
 
 
-@_section("train")
+@_section
 class TrainConfig:
     preset: Literal["default", "seed"] = "default"  # seed: the article's setup, leaks fixed
     scope: Literal["global", "per_symbol"] = "global"  # global: one model over the universe
@@ -180,7 +175,7 @@ class TrainConfig:
     ridge_alpha: float = 10.0  # ridge baseline: L2 penalty on the flattened scaled window
 
 
-@_section("backtest")
+@_section
 class BacktestConfig:
     retrain_every: int = 60  # walk-forward: sessions between refits
     window: Literal["expanding", "rolling"] = "expanding"
@@ -196,14 +191,14 @@ class BacktestConfig:
     transfer_fee: float = 0.00001  # of traded value, both sides (stocks)
 
 
-@_section("serve")
+@_section
 class ServeConfig:
     host: str = "127.0.0.1"  # where `kline docs` / `kline serve` serve reports and Data Docs
     port: int = 4210  # keep it stable: link artifacts of past runs point at it
     public_url: str = ""  # the URL users reach it by (a reverse proxy); default http://host:port
 
 
-@_section("alerts")
+@_section
 class AlertsConfig:
     webhook_url: str = ""  # JSON POST {"subject", "body"} per alert; "" = alerts only in the UI
     slack_webhook_url: str = ""  # Slack incoming webhook, used when webhook_url is empty
@@ -234,9 +229,9 @@ class Settings(BaseSettings):
     serve: ServeConfig = ServeConfig()
     alerts: AlertsConfig = AlertsConfig()
 
-    model_config = SettingsConfigDict(
-        env_prefix="KLINE_", env_nested_delimiter="_", env_nested_max_split=1, frozen=True, **_STRICT
-    )
+    # KLINE_TRAIN_EPOCHS: the first "_" after the prefix separates the section from its field
+    model_config = SettingsConfigDict(env_prefix="KLINE_", env_nested_delimiter="_", env_nested_max_split=1,
+                                      frozen=True, **_STRICT)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
@@ -251,9 +246,7 @@ class Settings(BaseSettings):
 
     def fingerprint(self, *sections: str) -> str:
         """Short content hash of the whole settings, or of the named sections only."""
-        d = self.to_dict()
-        if sections:
-            d = {k: d[k] for k in sections}
+        d = {k: v for k, v in self.to_dict().items() if not sections or k in sections}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **overrides: Any) -> Settings:
@@ -276,30 +269,26 @@ def _merged(base: dict[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Environment(EnvSettingsSource):
-    """``KLINE_*`` variables of ``environ``; names that are no setting are ignored."""
+    """The ``KLINE_*`` variables of ``environ`` that name a setting (others are ignored)."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         super().__init__(Settings)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        known = {f"kline_{name}_{f.name}" if dataclasses.is_dataclass(info.annotation) else f"kline_{name}"
-                 for name, info in Settings.model_fields.items()
-                 for f in (dataclasses.fields(info.annotation) if dataclasses.is_dataclass(info.annotation) else [0])}
+        fields = Settings.model_fields.items()
+        known = {f"kline_{k}" for k, _ in fields} | {f"kline_{k}_{f.name}" for k, i in fields
+                                                      if dataclasses.is_dataclass(i.annotation)
+                                                      for f in dataclasses.fields(i.annotation)}
         return {k.lower(): v for k, v in self._environ.items() if k.lower() in known}
 
 
 def _config_path(config_file: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
-    if config_file:
-        if not Path(config_file).is_file():
-            raise ConfigError(f"config file not found: {config_file}")
-        return Path(config_file)
-    if environ.get("KLINE_CONFIG"):
-        path = Path(environ["KLINE_CONFIG"])
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (from KLINE_CONFIG)")
-        return path
-    return Path(CONFIG_FILE_NAME) if Path(CONFIG_FILE_NAME).is_file() else None
+    given, why = (config_file, "") if config_file else (environ.get("KLINE_CONFIG"), " (from KLINE_CONFIG)")
+    if given and not Path(given).is_file():
+        raise ConfigError(f"config file not found: {given}{why}")
+    path = Path(given or CONFIG_FILE_NAME)
+    return path if path.is_file() else None
 
 
 def load_settings(
@@ -309,26 +298,23 @@ def load_settings(
 ) -> Settings:
     """Build settings: defaults < kline.toml < KLINE_* env < overrides (None values ignored).
 
-    ``config_file`` must exist when given; otherwise ``./kline.toml`` is read if present,
-    or the file named by ``KLINE_CONFIG``.
+    ``config_file`` must exist when given, as must the file named by ``KLINE_CONFIG``;
+    otherwise ``./kline.toml`` is read if present.
     """
     environ = os.environ if environ is None else environ
     path = _config_path(config_file, environ)
     overrides = _merged({}, overrides or {})
-    sources: list[Any] = [InitSettingsSource(Settings, overrides), _Environment(environ)]
-    if path is not None:
-        try:
-            sources.append(TomlConfigSettingsSource(Settings, toml_file=path))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:  # highest priority first
+        sources = (InitSettingsSource(Settings, overrides), _Environment(environ),
+                   TomlConfigSettingsSource(Settings, toml_file=path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     try:
-        return Settings(_build_sources=(tuple(sources), {}))
+        return Settings(_build_sources=(sources, {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = exc.errors()[0]  # named after where its value came from: flag, variable or file
         loc = [str(p) for p in err["loc"]]
         var = "KLINE_" + "_".join(loc[:2]).upper()
-        node: Any = overrides
-        for key in loc:
-            node = node.get(key) if isinstance(node, dict) else None
-        where = "overrides" if node is not None else var if var in environ else str(path or "settings")
+        flag = functools.reduce(lambda d, k: d.get(k) if isinstance(d, dict) else None, loc, overrides)
+        where = "overrides" if flag is not None else var if var in environ else str(path or "settings")
         raise ConfigError(f"{where}: {_problem(err)}") from None
