@@ -1,7 +1,7 @@
 """The two deployments as code, for ``kline serve`` (no work pool); ``prefect.yaml`` declares
 the same ones for ``prefect deploy`` and a process worker, with ``daily`` and ``backfill`` of
 this module as entrypoints: the flows with the run timeouts of the worker's settings
-(``kline.toml`` in its working directory, ``KLINE_ALERTS_*``), read when first asked for."""
+(``kline.toml`` in its working directory, ``KLINE_ALERTS_*``), read when they are looked up."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def timed_flows(settings: Settings) -> tuple:
 
 
 def __getattr__(name: str) -> Any:
-    """``daily`` and ``backfill`` (prefect.yaml's entrypoints), with the settings of when asked."""
+    """``daily`` and ``backfill`` (prefect.yaml's entrypoints), timed by the settings read now."""
     if name not in ("daily", "backfill"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
