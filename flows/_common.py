@@ -79,10 +79,11 @@ def use_calendars(settings: Settings, vendor: VendorCalendar | None = None, as_o
 
 
 def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:
+    """A date given as YYYY-MM-DD (or YYYYMMDD); ValueError naming ``name`` otherwise."""
     if value is None or isinstance(value, dt.date):
         return value
     try:
-        return dt.date.fromisoformat(str(value))
+        return dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise ValueError(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
 

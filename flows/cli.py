@@ -23,13 +23,12 @@ class UsageError(Exception):
 
 
 def _parse_date(value: str, name: str) -> dt.date:
-    text = value.strip()
+    from flows._common import parse_date
+
     try:
-        if len(text) == 8 and text.isdigit():
-            return dt.datetime.strptime(text, "%Y%m%d").date()
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
+        return parse_date(value, name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _symbols(value: str | None) -> list[str] | None:
@@ -64,10 +63,10 @@ def _settings(args: argparse.Namespace):
 
 def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
     """Everything that can be refused before any work: provider, symbols, settings, dates."""
+    from flows._common import checked
     from kline.calendar import CalendarError
     from kline.config import ConfigError
     from kline.instruments import SymbolError
-    from kline.preflight import check_dates, check_settings, check_symbols
     from kline.providers import (
         ProviderConfigError,
         UnknownProviderError,
@@ -77,9 +76,7 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
 
     try:
         check_provider_name(settings.provider)
-        check_symbols(settings)
-        check_settings(settings)
-        check_dates(settings, dates)
+        checked(settings, dates)
         if settings.provider == "tushare" and settings.tushare.secret_block:
             from tasks.secrets import prefect_secret_loader
 
@@ -90,17 +87,20 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
         raise UsageError(str(exc)) from None
 
 
-def _print_status_table(rows: list[dict], out=None) -> None:
-    out = out or sys.stdout
+def _print_table(head: list[str], rows: list[dict], empty: str, fmt=str) -> None:
+    """``rows`` as left-aligned columns ``head`` (cells through ``fmt``), or ``empty``."""
     if not rows:
-        print("the lake holds no bars yet", file=out)
+        print(empty)
         return
-    head = ["symbol", "first", "last", "rows", "missing", "quarantined", "last_ingested"]
-    table = [[str(r.get(h, "")) for h in head] for r in rows]
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), file=out)
+    table = [head, *([fmt(r.get(h, "")) for h in head] for r in rows)]
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
     for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)), file=out)
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+
+
+def _print_status_table(rows: list[dict]) -> None:
+    _print_table(["symbol", "first", "last", "rows", "missing", "quarantined", "last_ingested"], rows,
+                 "the lake holds no bars yet")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -219,11 +219,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
-    if not rows:
-        print("no models registered yet")
-        return EXIT_OK
-    head = ["name", "version", "champion", "train_start", "train_end", "test_start", "test_end",
-            "mase", "rmse", "directional_accuracy", "epochs"]
 
     def fmt(v: Any) -> str:
         if isinstance(v, float):
@@ -232,11 +227,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             return "*" if v else ""
         return "" if v is None else str(v)
 
-    table = [[fmt(r.get(h)) for h in head] for r in rows]
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-    for t in table:
-        print("  ".join(v.ljust(w) for v, w in zip(t, widths, strict=True)))
+    _print_table(["name", "version", "champion", "train_start", "train_end", "test_start", "test_end",
+                  "mase", "rmse", "directional_accuracy", "epochs"], rows, "no models registered yet", fmt)
     return EXIT_OK
 
 
@@ -299,7 +291,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from flows.deployments import serve_deployments
+    from flows.deployments import DAILY_CRON, DAILY_TIMEZONE, serve_deployments
     from kline.serving import DocsServerError
 
     if not args.no_setup and os.environ.get("PREFECT_API_URL"):
@@ -310,7 +302,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except DocsServerError as exc:
         docs = None
         print(f"kline: not serving reports and Data Docs: {exc}", file=sys.stderr)
-    print(f"serving deployments 'kline-daily/daily' (cron 0 18 * * 1-5, Asia/Shanghai, one run at a time) and "
+    print(f"serving deployments 'kline-daily/daily' (cron {DAILY_CRON}, {DAILY_TIMEZONE}, one run at a time) and "
           f"'kline-backfill/backfill' on lake {settings.lake}; Ctrl-C to stop (the schedule stays active)", flush=True)
     try:
         serve_deployments({"lake": args.lake, "config_file": args.config}, limit=args.limit, settings=settings)

@@ -1,7 +1,7 @@
 """The two deployments as code, for ``kline serve`` (no work pool); ``prefect.yaml`` declares
-the same ones for ``prefect deploy`` and a process worker, with ``daily`` and ``backfill``
-below as entrypoints: the flows with the run timeouts of the worker's settings
-(``kline.toml`` in its working directory, ``KLINE_ALERTS_*``)."""
+the same ones for ``prefect deploy`` and a process worker, with ``daily`` and ``backfill`` of
+this module as entrypoints: the flows with the run timeouts of the worker's settings
+(``kline.toml`` in its working directory, ``KLINE_ALERTS_*``), read when they are looked up."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flows.backfill import backfill_flow
 from flows.daily import daily_flow
 from kline.config import ConfigError, Settings, load_settings
 
-DAILY_CRON = "0 18 * * 1-5"  # after the close and the vendors' evening update
+DAILY_CRON = "0 18 * * 1-5"  # after the close and the vendors' evening update; prefect.yaml repeats it
 DAILY_TIMEZONE = "Asia/Shanghai"
 # one daily run at a time; a second one waits (AwaitingConcurrencySlot) instead of overlapping
 DAILY_CONCURRENCY = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -27,14 +27,16 @@ def timed_flows(settings: Settings) -> tuple:
             backfill_flow.with_options(timeout_seconds=a.backfill_timeout_s or None))
 
 
-def _worker_settings() -> Settings:
+def __getattr__(name: str) -> Any:
+    """``daily`` and ``backfill`` (prefect.yaml's entrypoints), timed by the settings read now."""
+    if name not in ("daily", "backfill"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError:  # the run itself reports a bad config, with the file's name
-        return Settings()
-
-
-daily, backfill = timed_flows(_worker_settings())
+        settings = Settings()
+    daily, backfill = timed_flows(settings)
+    return daily if name == "daily" else backfill
 
 
 def build_deployments(parameters: dict[str, Any] | None = None, settings: Settings | None = None) -> list:

@@ -1,25 +1,34 @@
-"""Typed settings with commented defaults.
+"""Typed settings with commented defaults, validated by pydantic-settings.
 
 Precedence, lowest to highest: the defaults below, a ``kline.toml`` file, ``KLINE_*``
 environment variables, then CLI flags / flow parameters (``overrides``).
 
 Environment variables: ``KLINE_<FIELD>`` for top-level fields (``KLINE_LAKE``,
 ``KLINE_PROVIDER``, ``KLINE_SYMBOLS=A,B``) and ``KLINE_<SECTION>_<FIELD>`` for sections
-(``KLINE_TUSHARE_URL``, ``KLINE_TRAIN_EPOCHS``).
+(``KLINE_TUSHARE_URL``, ``KLINE_TRAIN_EPOCHS``). Lists are comma-separated, tables JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import re
 import tomllib
-import types
-import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.sources import (
+    EnvSettingsSource,
+    InitSettingsSource,
+    TomlConfigSettingsSource,
+)
 
 DEFAULT_UNIVERSE: tuple[str, ...] = (
     "000001.SH",  # SSE Composite index (the seed article's series)
@@ -31,13 +40,54 @@ DEFAULT_UNIVERSE: tuple[str, ...] = (
 )
 
 CONFIG_FILE_NAME = "kline.toml"
+ForecastMetric = Literal["rmse", "mae", "mase", "directional_accuracy", "ic", "rank_ic", "r2_oos"]
+# a number given for a text setting (lake = 2024) is kept as its text, as before
+_STRICT = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class ConfigError(ValueError):
     """A setting is missing, ill-typed or unknown; the message names it."""
 
 
-@dataclass(frozen=True)
+def _split(value: Any) -> Any:
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]  # a list, or "a,b" text
+
+
+def _problem(err: Any, *prefix: str) -> str:
+    """One pydantic error as ``section.field: what is wrong``."""
+    name = ".".join(map(str, (*prefix, *err["loc"])))
+    kind, value = err["type"], err.get("input")
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"unknown setting {name!r}"
+    if kind in ("dataclass_type", "dataclass_args_type"):
+        return f"[{name}] must be a table"
+    if kind == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", err["ctx"]["expected"]))
+        return f"{name}: unknown value {value!r}, choose from {choices}"
+    expected = {"int": "int", "float": "float", "bool": "a boolean", "string": "str", "tuple": "a list",
+                "dict": "a table"}.get(kind.split("_")[0])
+    return f"{name}: expected {expected}, got {value!r}" if expected else f"{name}: {err['msg']}"
+
+
+def _section(cls: type) -> type:
+    """A frozen dataclass validated by pydantic; a bad value raises ConfigError naming it."""
+    cls = dataclass(frozen=True, config=_STRICT)(cls)
+    init = cls.__init__
+
+    def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise ConfigError(_problem(exc.errors()[0], cls.__name__)) from None
+
+    cls.__init__ = checked_init
+    return cls
+
+
+@_section
 class TushareConfig:
     url: str = "http://api.waditu.com/dataapi"  # pro API base; proxies and tests override it
     token_env: str = "TUSHARE_TOKEN"  # environment variable holding the token
@@ -54,24 +104,24 @@ class TushareConfig:
     instrument_facts: bool = True  # stock_basic, namechange (ST periods) and stk_limit beside bars
 
 
-@dataclass(frozen=True)
+@_section
 class FileConfig:
     source: str = ""  # file or folder of CSV/Parquet files (one symbol per file)
     calendar: str = ""  # exchange-calendars code for symbols outside the A-share registry
-    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> file column
-    calendars: dict[str, str] = field(default_factory=dict)  # per-symbol calendar code
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> file column
+    calendars: dict[str, str] = dataclasses.field(default_factory=dict)  # per-symbol calendar code
     estimate_amount: bool = True  # no amount column: volume * (O+H+L+C)/4, else NaN
 
 
-@dataclass(frozen=True)
+@_section
 class CalendarConfig:
     close_cutoff: str = "17:30"  # HH:MM in ``timezone``: today's session counts as closed from here
-    holidays: tuple[str, ...] = ()  # extra XSHG closures (ISO dates), for a user who cannot wait
-    extra_sessions: tuple[str, ...] = ()  # weekdays the other layers think closed, that trade
+    holidays: Names = ()  # extra XSHG closures (ISO dates), for a user who cannot wait
+    extra_sessions: Names = ()  # weekdays the other layers think closed, that trade
     holiday_file: str = ""  # a holiday file of whole years, same format as kline/holidays.toml
 
 
-@dataclass(frozen=True)
+@_section
 class IngestConfig:
     history_years: int = 2  # history fetched on an empty lake, ending at run_date
     retries: int = 3  # attempts after the first, only for transient provider errors
@@ -79,7 +129,7 @@ class IngestConfig:
     retry_jitter: float = 0.5  # fraction of random jitter on each delay
 
 
-@dataclass(frozen=True)
+@_section
 class ValidationConfig:
     limit_tolerance: float = 0.005  # slack on |close/pre_close - 1| beyond the board limit
     index_move_warn: float = 0.11  # index day moves beyond this are warnings
@@ -89,18 +139,18 @@ class ValidationConfig:
     docs_history: int = 30  # validation runs listed on the Data Docs index page
 
 
-@dataclass(frozen=True)
+@_section
 class FeatureConfig:
-    features: tuple[str, ...] = ("log_return", "hl_range", "open_gap", "log_volume_change", "volatility_20")
-    target: str = "log_return"  # "log_return" (next session) or "seed" (next close, min-max)
-    scaler: str = "zscore"  # "zscore" or "minmax"; fitted on the training span only
+    features: Names = ("log_return", "hl_range", "open_gap", "log_volume_change", "volatility_20")
+    target: Literal["log_return", "seed"] = "log_return"  # next session's log return; seed: next close, min-max
+    scaler: Literal["zscore", "minmax"] = "zscore"  # fitted on the training span only
     window: int = 20  # sessions per input window
 
 
-@dataclass(frozen=True)
+@_section
 class TrainConfig:
-    preset: str = "default"  # "default" or "seed" (the article's setup, leaks fixed)
-    scope: str = "global"  # "global" (one model over the universe) or "per_symbol"
+    preset: Literal["default", "seed"] = "default"  # seed: the article's setup, leaks fixed
+    scope: Literal["global", "per_symbol"] = "global"  # global: one model over the universe
     hidden: int = 32
     layers: int = 1
     dropout: float = 0.0
@@ -108,7 +158,7 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 256  # 0 = full batch
     lr: float = 1e-3
-    lr_schedule: str = "cosine"  # "cosine" (annealed over epochs) or "none"
+    lr_schedule: Literal["cosine", "none"] = "cosine"  # cosine: annealed over epochs
     weight_decay: float = 0.0
     valid_fraction: float = 0.15  # of training windows, taken from the end of the span
     patience: int = 8  # early-stopping epochs without validation improvement
@@ -116,7 +166,7 @@ class TrainConfig:
     seed: int = 7
     device: str = "auto"  # "auto" picks CUDA when present
     threads: int = 1  # torch CPU threads while training (small LSTMs run fastest on 1); 0 = torch default
-    retrain: str = "on_change"  # "always", "every_n" or "on_change" (data fingerprint)
+    retrain: Literal["always", "every_n", "on_change"] = "on_change"  # on_change: of the data fingerprint
     retrain_every: int = 5  # sessions between retrainings when retrain="every_n"
     warm_start: bool = True  # start from the champion's weights when features and shape match
     test_sessions: int = 250  # sessions held out at the end of history for the backtest
@@ -125,15 +175,15 @@ class TrainConfig:
     ridge_alpha: float = 10.0  # ridge baseline: L2 penalty on the flattened scaled window
 
 
-@dataclass(frozen=True)
+@_section
 class BacktestConfig:
     retrain_every: int = 60  # walk-forward: sessions between refits
-    window: str = "expanding"  # "expanding" or "rolling"
+    window: Literal["expanding", "rolling"] = "expanding"
     rolling_sessions: int = 750  # training span when window="rolling"
-    models: tuple[str, ...] = ("lstm", "persistence", "rolling_mean", "ridge")  # walk-forward set
-    promote_metric: str = "mase"  # any forecast metric (kline.metrics); lower/higher known
+    models: Names = ("lstm", "persistence", "rolling_mean", "ridge")  # walk-forward set
+    promote_metric: ForecastMetric = "mase"  # a forecast metric of kline.metrics; lower/higher known
     threshold: float = 0.0  # go long when the predicted return exceeds this
-    execution: str = "next_open"  # "next_open", "next_close" or "open_to_close" (one-session trades; T+1)
+    execution: Literal["next_open", "next_close", "open_to_close"] = "next_open"  # one-session trades; T+1
     capital: float = 1_000_000.0  # CNY per symbol
     commission: float = 0.00025  # of traded value, both sides
     min_commission: float = 5.0  # CNY per order
@@ -141,14 +191,14 @@ class BacktestConfig:
     transfer_fee: float = 0.00001  # of traded value, both sides (stocks)
 
 
-@dataclass(frozen=True)
+@_section
 class ServeConfig:
     host: str = "127.0.0.1"  # where `kline docs` / `kline serve` serve reports and Data Docs
     port: int = 4210  # keep it stable: link artifacts of past runs point at it
     public_url: str = ""  # the URL users reach it by (a reverse proxy); default http://host:port
 
 
-@dataclass(frozen=True)
+@_section
 class AlertsConfig:
     webhook_url: str = ""  # JSON POST {"subject", "body"} per alert; "" = alerts only in the UI
     slack_webhook_url: str = ""  # Slack incoming webhook, used when webhook_url is empty
@@ -161,146 +211,110 @@ class AlertsConfig:
     backfill_timeout_s: int = 0  # the same for backfill runs (long by nature); 0 = never
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     lake: str = "./data_lake"  # lake root: a local path (object-store URLs come later)
     provider: str = "synthetic"  # "synthetic", "tushare" or "file"
-    symbols: tuple[str, ...] = DEFAULT_UNIVERSE
+    symbols: Names = DEFAULT_UNIVERSE
     synthetic_seed: int = 20240101  # the synthetic market's seed
     timezone: str = "Asia/Shanghai"  # run_date defaults to the latest session here
     max_concurrency: int = 1  # sessions replayed at once (each its own flow run)
-    calendar: CalendarConfig = field(default_factory=CalendarConfig)
-    tushare: TushareConfig = field(default_factory=TushareConfig)
-    file: FileConfig = field(default_factory=FileConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    validation: ValidationConfig = field(default_factory=ValidationConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    backtest: BacktestConfig = field(default_factory=BacktestConfig)
-    serve: ServeConfig = field(default_factory=ServeConfig)
-    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    calendar: CalendarConfig = CalendarConfig()
+    tushare: TushareConfig = TushareConfig()
+    file: FileConfig = FileConfig()
+    ingest: IngestConfig = IngestConfig()
+    validation: ValidationConfig = ValidationConfig()
+    features: FeatureConfig = FeatureConfig()
+    train: TrainConfig = TrainConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    serve: ServeConfig = ServeConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    # KLINE_TRAIN_EPOCHS: the first "_" after the prefix separates the section from its field
+    model_config = SettingsConfigDict(env_prefix="KLINE_", env_nested_delimiter="_", env_nested_max_split=1,
+                                      frozen=True, **_STRICT)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any,
+                                   **_: Any) -> tuple[Any, ...]:
+        """``Settings(...)`` is the defaults and its arguments only: ``load_settings`` reads
+        the file and the environment."""
+        return (init_settings,)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return self.model_dump(mode="json")
 
     def fingerprint(self, *sections: str) -> str:
         """Short content hash of the whole settings, or of the named sections only."""
-        d = self.to_dict()
-        if sections:
-            d = {k: d[k] for k in sections}
+        d = {k: v for k, v in self.to_dict().items() if not sections or k in sections}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **overrides: Any) -> Settings:
         """Copy with overrides applied; ``section={"field": v}`` updates part of a section."""
-        return _merge(self, overrides, "overrides")
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if isinstance(value, str):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ConfigError(f"{where}: expected a boolean, got {value!r}")
-        return bool(value)
-    if tp in (int, float, str):
         try:
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}") from None
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(str(v) for v in value)
-    if origin is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{where}: expected a JSON object, got {value!r}") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
-    if origin in (typing.Union, types.UnionType):
-        return value
-    return value
+            return Settings(**_merged(self.to_dict(), overrides))
+        except ValidationError as exc:
+            raise ConfigError(f"overrides: {_problem(exc.errors()[0])}") from None
 
 
-def _merge(obj: Any, updates: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(type(obj))
-    changes: dict[str, Any] = {}
+def _merged(base: dict[str, Any], updates: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``updates``: tables merged key by key, None values skipped."""
+    out = dict(base)
     for key, value in updates.items():
-        if value is None:
-            continue
-        if key not in hints:
-            raise ConfigError(f"{where}: unknown setting {key!r}")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [{key}] must be a table")
-            changes[key] = _merge(current, value, f"{where} [{key}]")
-        else:
-            changes[key] = _coerce(value, hints[key], f"{where}: {key}")
-    return dataclasses.replace(obj, **changes)
-
-
-def _env_updates(environ: typing.Mapping[str, str]) -> dict[str, Any]:
-    hints = typing.get_type_hints(Settings)
-    out: dict[str, Any] = {}
-    for name, tp in hints.items():
-        if dataclasses.is_dataclass(tp):
-            sub: dict[str, Any] = {}
-            for f in dataclasses.fields(tp):
-                var = f"KLINE_{name}_{f.name}".upper()
-                if var in environ:
-                    sub[f.name] = environ[var]
-            if sub:
-                out[name] = sub
-        else:
-            var = f"KLINE_{name}".upper()
-            if var in environ:
-                out[name] = environ[var]
+        if isinstance(value, Mapping):
+            value = _merged(out[key] if isinstance(out.get(key), dict) else {}, value)
+        if value is not None:
+            out[key] = value
     return out
+
+
+class _Environment(EnvSettingsSource):
+    """The ``KLINE_*`` variables of ``environ`` that name a setting (others are ignored)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        fields = Settings.model_fields.items()
+        known = {f"kline_{k}" for k, _ in fields} | {f"kline_{k}_{f.name}" for k, i in fields
+                                                      if dataclasses.is_dataclass(i.annotation)
+                                                      for f in dataclasses.fields(i.annotation)}
+        return {k.lower(): v for k, v in self._environ.items() if k.lower() in known}
+
+
+def _config_path(config_file: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    given, why = (config_file, "") if config_file else (environ.get("KLINE_CONFIG"), " (from KLINE_CONFIG)")
+    if given and not Path(given).is_file():
+        raise ConfigError(f"config file not found: {given}{why}")
+    path = Path(given or CONFIG_FILE_NAME)
+    return path if path.is_file() else None
 
 
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     overrides: dict[str, Any] | None = None,
-    environ: typing.Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build settings: defaults < kline.toml < KLINE_* env < overrides (None values ignored).
 
-    ``config_file`` must exist when given; otherwise ``./kline.toml`` is read if present,
-    or the file named by ``KLINE_CONFIG``.
+    ``config_file`` must exist when given, as must the file named by ``KLINE_CONFIG``;
+    otherwise ``./kline.toml`` is read if present.
     """
     environ = os.environ if environ is None else environ
-    settings = Settings()
-    path: Path | None = None
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {config_file}")
-    elif environ.get("KLINE_CONFIG"):
-        path = Path(environ["KLINE_CONFIG"])
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path} (from KLINE_CONFIG)")
-    elif Path(CONFIG_FILE_NAME).is_file():
-        path = Path(CONFIG_FILE_NAME)
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        settings = _merge(settings, data, str(path))
-    settings = _merge(settings, _env_updates(environ), "environment")
-    if overrides:
-        settings = _merge(settings, overrides, "overrides")
-    return settings
+    path = _config_path(config_file, environ)
+    overrides = _merged({}, overrides or {})
+    try:  # highest priority first
+        sources = (InitSettingsSource(Settings, overrides), _Environment(environ),
+                   TomlConfigSettingsSource(Settings, toml_file=path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return Settings(_build_sources=(sources, {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]  # named after where its value came from: flag, variable or file
+        loc = [str(p) for p in err["loc"]]
+        var = "KLINE_" + "_".join(loc[:2]).upper()
+        flag = functools.reduce(lambda d, k: d.get(k) if isinstance(d, dict) else None, loc, overrides)
+        where = "overrides" if flag is not None else var if var in environ else str(path or "settings")
+        raise ConfigError(f"{where}: {_problem(err)}") from None

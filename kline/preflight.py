@@ -19,34 +19,18 @@ from kline.calendar import (
 from kline.config import ConfigError, Settings
 from kline.instruments import SymbolError, instrument, validate_symbol
 
-FORECAST_METRICS = ("rmse", "mae", "mase", "directional_accuracy", "ic", "rank_ic", "r2_oos")
-
 
 def check_settings(settings: Settings) -> None:
-    """Raise ConfigError naming the first setting no stage could run with."""
-    from kline.backtest import WINDOWS
+    """Raise ConfigError naming the first setting no stage could run with (choices and types
+    are checked when the settings are built)."""
     from kline.features import FeatureError, check_feature_config
     from kline.forecasters import FORECASTERS
-    from kline.presets import resolve_preset
-    from kline.registry import RETRAIN_POLICIES
-    from kline.simulation import EXECUTIONS
 
     try:
         check_feature_config(settings.features)
     except FeatureError as exc:
         raise ConfigError(f"features: {exc}") from None
-    resolve_preset(settings.features, settings.train)  # preset and scope
-    t, b = settings.train, settings.backtest
-    choices = [
-        ("train.retrain", t.retrain, RETRAIN_POLICIES),
-        ("train.lr_schedule", t.lr_schedule, ("cosine", "none")),
-        ("backtest.window", b.window, WINDOWS),
-        ("backtest.execution", b.execution, EXECUTIONS),
-        ("backtest.promote_metric", b.promote_metric, FORECAST_METRICS),
-    ]
-    for name, value, allowed in choices:
-        if value not in allowed:
-            raise ConfigError(f"{name}: unknown value {value!r}, choose from {', '.join(allowed)}")
+    b = settings.backtest
     unknown = [m for m in b.models if m not in FORECASTERS]
     if unknown or "persistence" not in b.models:
         raise ConfigError(f"backtest.models: {', '.join(unknown) or 'persistence missing'}; "

@@ -48,7 +48,9 @@ def test_prefect_yaml_deploys_both_deployments(server, tmp_path, client_settings
         client.delete_deployment(backfill.id)
     assert daily.work_pool_name == backfill.work_pool_name == "kline"
     (sched,) = daily.schedules
-    assert (sched.schedule.cron, sched.schedule.timezone) == ("0 18 * * 1-5", "Asia/Shanghai")
+    from flows.deployments import DAILY_CRON, DAILY_TIMEZONE
+
+    assert (sched.schedule.cron, sched.schedule.timezone) == (DAILY_CRON, DAILY_TIMEZONE)
     assert backfill.schedules == []
 
 

@@ -53,3 +53,55 @@ def test_fingerprint_tracks_sections():
     assert a.fingerprint() != b.fingerprint()
     assert a.fingerprint("ingest") == b.fingerprint("ingest")
     assert a.fingerprint("train") != b.fingerprint("train")
+
+
+def test_environment_forms(isolated_cwd):
+    env = {
+        "KLINE_BACKTEST_MODELS": "persistence,ridge",  # lists: comma-separated
+        "KLINE_FILE_COLUMNS": '{"close": "Close"}',  # tables: JSON
+        "KLINE_TRAIN_WARM_START": "off",
+        "KLINE_CALENDAR_CLOSE_CUTOFF": "16:00",
+        "KLINE_MAX_CONCURRENCY": "3",
+        "KLINE_INGEST_BOGUS": "1",  # names no setting: ignored, like any other variable
+        "KLINE_CONFIG_DIR": "x",
+    }
+    s = load_settings(environ=env)
+    assert s.backtest.models == ("persistence", "ridge")
+    assert s.file.columns == {"close": "Close"}
+    assert (s.train.warm_start, s.calendar.close_cutoff, s.max_concurrency) == (False, "16:00", 3)
+
+
+def test_settings_built_in_code_ignore_the_environment(isolated_cwd, monkeypatch):
+    monkeypatch.setenv("KLINE_LAKE", "from-env")
+    monkeypatch.setenv("KLINE_TRAIN_EPOCHS", "2")
+    assert (Settings().lake, Settings().train.epochs) == ("./data_lake", 60)
+    s = load_settings()
+    assert (s.lake, s.train.epochs) == ("from-env", 2)
+
+
+@pytest.mark.parametrize(
+    "text, env, message",
+    [
+        ('[backtest]\nexecution = "at_noon"\n', {},
+         "bad.toml: backtest.execution: unknown value 'at_noon', choose from next_open, next_close, open_to_close"),
+        ("", {"KLINE_TRAIN_RETRAIN": "weekly"},
+         "KLINE_TRAIN_RETRAIN: train.retrain: unknown value 'weekly', choose from always, every_n, on_change"),
+        ("", {"KLINE_INGEST_RETRIES": "many"}, "KLINE_INGEST_RETRIES: ingest.retries: expected int, got 'many'"),
+        ("[ingest]\nbogus = 1\n", {}, "bad.toml: unknown setting 'ingest.bogus'"),
+    ],
+)
+def test_bad_values_name_the_setting_and_where_it_came_from(isolated_cwd, text, env, message):
+    (isolated_cwd / "bad.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings("bad.toml", environ=env)
+    assert str(err.value) == message
+
+
+def test_sections_built_in_code_are_validated_too():
+    from kline.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="TrainConfig.scope: unknown value 'everywhere'"):
+        TrainConfig(scope="everywhere")
+    with pytest.raises(ConfigError, match="overrides: train.lr: expected float"):
+        Settings().replace(train={"lr": "fast"})
+    assert Settings().replace(symbols=["600519.SH"], train={"epochs": None}).symbols == ("600519.SH",)

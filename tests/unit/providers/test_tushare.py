@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import subprocess
@@ -257,8 +256,8 @@ def test_make_provider_reads_url_and_token_from_the_environment(tushare_srv, mon
     assert p.name == "tushare" and TOKEN not in repr(p)
     p.fetch(["000300.SH"], *JAN)
     assert tushare_srv.calls("index_daily")
-    loader = PROVIDERS["tushare"](dataclasses.replace(settings, tushare=dataclasses.replace(
-        settings.tushare, token_env="KLINE_TEST_NO_SUCH_VAR", secret_block="blk")), token_loader=lambda _: TOKEN)
+    loader = PROVIDERS["tushare"](settings.replace(tushare={"token_env": "KLINE_TEST_NO_SUCH_VAR", "secret_block": "blk"}),
+                                  token_loader=lambda _: TOKEN)
     assert loader.fetch(["000300.SH"], *JAN).shape[0] > 0
 
 
