@@ -46,7 +46,6 @@ from kline.calendar import A_SHARE_CALENDAR, next_session
 from kline.config import FeatureConfig
 from kline.instruments import instrument, is_a_share_code
 
-TARGETS = ("log_return", "seed")
 SCALERS = ("zscore", "minmax")
 _ROLLING_RE = re.compile(r"^(volatility|momentum|return|volume_z|amount_z)_(\d+)$")
 _PLAIN_FEATURES = ("log_return", "hl_range", "open_gap", "log_volume_change", "close", "log_close",
@@ -68,10 +67,6 @@ def check_feature_config(cfg: FeatureConfig) -> None:
                 f"unknown feature {name!r}: choose from {', '.join(_PLAIN_FEATURES)}, volatility_N, "
                 "momentum_N, return_N, volume_z_N, amount_z_N (N >= 1) or rank_<feature>"
             )
-    if cfg.target not in TARGETS:
-        raise FeatureError(f"unknown target {cfg.target!r}: choose from {', '.join(TARGETS)}")
-    if cfg.scaler not in SCALERS:
-        raise FeatureError(f"unknown scaler {cfg.scaler!r}: choose from {', '.join(SCALERS)}")
     if cfg.window < 1:
         raise FeatureError(f"window must be >= 1, got {cfg.window}")
     if not cfg.features:

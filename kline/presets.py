@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from kline.config import ConfigError, FeatureConfig, TrainConfig
+from kline.config import FeatureConfig, TrainConfig
 
-PRESETS = ("default", "seed")
-SCOPES = ("global", "per_symbol")
 # The article's setup: one series at a time, min-max close in, min-max next close out.
 SEED_FEATURES = FeatureConfig(features=("close",), target="seed", scaler="minmax", window=10)
 
@@ -17,16 +15,12 @@ def resolve_preset(features: FeatureConfig, train: TrainConfig) -> tuple[Feature
     configs; ``seed`` fixes every setting the article fixed (window 10, hidden 8, 2 layers,
     Adam 1e-2, 200 full-batch epochs, 70/30, min-max close) and keeps seed and device."""
     if train.preset == "default":
-        if train.scope not in SCOPES:
-            raise ConfigError(f"train.scope: unknown scope {train.scope!r}, choose from {', '.join(SCOPES)}")
         return features, train
-    if train.preset == "seed":
-        return SEED_FEATURES, dataclasses.replace(
-            train, scope="per_symbol", hidden=8, layers=2, dropout=0.0, head=0, epochs=200,
-            batch_size=0, lr=1e-2, lr_schedule="none", weight_decay=0.0, valid_fraction=0.0,
-            patience=0, clip_grad=0.0, test_fraction=0.3,
-        )
-    raise ConfigError(f"train.preset: unknown preset {train.preset!r}, choose from {', '.join(PRESETS)}")
+    return SEED_FEATURES, dataclasses.replace(
+        train, scope="per_symbol", hidden=8, layers=2, dropout=0.0, head=0, epochs=200,
+        batch_size=0, lr=1e-2, lr_schedule="none", weight_decay=0.0, valid_fraction=0.0,
+        patience=0, clip_grad=0.0, test_fraction=0.3,
+    )
 
 
 def feature_config(values: dict) -> FeatureConfig:

@@ -25,7 +25,7 @@ import torch
 
 from kline import zoo
 from kline.calendar import sessions_in_range
-from kline.config import ConfigError, FeatureConfig, TrainConfig
+from kline.config import FeatureConfig, TrainConfig
 from kline.features import feature_fingerprint
 from kline.forecasters import Forecaster
 from kline.jsonable import jsonable
@@ -35,7 +35,6 @@ from kline.presets import feature_config, resolve_preset
 CARD = "card.json"
 WEIGHTS = "weights.pt"
 STATE = "state.json"
-RETRAIN_POLICIES = ("always", "every_n", "on_change")
 # TrainConfig fields that decide *when* to train, not *what* is trained.
 _POLICY_FIELDS = ("retrain", "retrain_every", "device", "threads")
 
@@ -196,8 +195,6 @@ def decide_training(
 
     Point in time: only versions trained as of ``run_date`` or earlier count, so a replay of
     an old date never reuses, or warm-starts from, a model that saw later data."""
-    if train.retrain not in RETRAIN_POLICIES:
-        raise ConfigError(f"train.retrain: unknown policy {train.retrain!r}, choose from {', '.join(RETRAIN_POLICIES)}")
     feats, tcfg = resolve_preset(features, train)
     cfg_fp = model_config_fingerprint(feats, tcfg)
     def as_of(card: dict) -> bool:

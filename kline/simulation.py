@@ -43,7 +43,6 @@ from kline.instruments import Instrument, instrument
 from kline.metrics import strategy_metrics
 from kline.rules import InstrumentFacts, limit_table
 
-EXECUTIONS = ("next_open", "next_close", "open_to_close")
 TRADE_COLUMNS = ["trade_date", "side", "shares", "price", "value", "commission",
                  "transfer_fee", "stamp_duty", "cash_after"]
 BLOCK_COLUMNS = ["trade_date", "side", "reason"]
@@ -161,8 +160,6 @@ def simulate(
     The path starts with ``cfg.capital`` in cash at the close of the first decision date and
     is marked at every later bar's close. Decisions outside the bars are ignored.
     """
-    if cfg.execution not in EXECUTIONS:
-        raise ValueError(f"unknown execution {cfg.execution!r}: one of {EXECUTIONS}")
     symbol = str(bars["symbol"].iloc[0])
     if inst is None:
         inst = instrument(symbol)

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from kline.config import ConfigError, FeatureConfig, TrainConfig
+from kline.config import FeatureConfig, TrainConfig
 from kline.features import Scaler, Windows, make_windows, prepare, to_log_return
 from kline.forecasters import date_mask, prediction_frame
 from kline.model import LSTMConfig, LSTMRegressor
@@ -105,8 +105,6 @@ def _fit(windows: Windows, cfg: TrainConfig, init_state: dict[str, torch.Tensor]
     xv, yv = torch.from_numpy(va.x).to(device), torch.from_numpy(va.y).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1)) if cfg.lr_schedule == "cosine" else None
-    if cfg.lr_schedule not in ("cosine", "none"):
-        raise ConfigError(f"train.lr_schedule: unknown schedule {cfg.lr_schedule!r}")
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(tr)
     bs = n if cfg.batch_size <= 0 else min(cfg.batch_size, n)

@@ -11,15 +11,15 @@ def test_seed_preset_fixes_the_article_settings():
     assert (feats.window, feats.features, feats.target, feats.scaler) == (10, ("close",), "seed", "minmax")
     assert (train.hidden, train.layers, train.lr, train.epochs, train.batch_size) == (8, 2, 1e-2, 200, 0)
     assert train.test_fraction == 0.3 and train.seed == 3 and train.scope == "per_symbol"
-    with pytest.raises(ConfigError, match="nope"):
-        resolve_preset(FeatureConfig(), TrainConfig(preset="nope"))
+    with pytest.raises(ConfigError, match="preset: unknown value 'nope'"):
+        TrainConfig(preset="nope")
 
 
-def test_default_preset_keeps_the_given_configs_and_checks_the_scope():
+def test_default_preset_keeps_the_given_configs_and_the_scope_is_a_choice():
     feats, train = FeatureConfig(window=7), TrainConfig(hidden=5)
     assert resolve_preset(feats, train) == (feats, train)
-    with pytest.raises(ConfigError, match="train.scope: unknown scope 'sector'"):
-        resolve_preset(feats, TrainConfig(scope="sector"))
+    with pytest.raises(ConfigError, match="scope: unknown value 'sector'"):
+        TrainConfig(scope="sector")
 
 
 def test_feature_config_reads_back_its_json_form():
