@@ -39,18 +39,17 @@ def _empty(fig: Figure, text: str) -> Figure:
     return fig
 
 
-def _dates(index) -> pd.Series:
-    return pd.to_datetime(pd.Series(index))
-
-
 def line_figure(
-    size: tuple[float, float], lines: list[tuple[str, object, object, dict]], *, title: str,
+    size: tuple[float, float], lines: list[tuple[str, object, object, dict]], *, empty: str, title: str,
     ylabel: str, xlabel: str | None = None, hline: dict | None = None, legend_size: float | None = 8,
     dates: bool = True,
 ) -> Figure:
     """One axis of labelled lines ``(label, x, y, plot kwargs)``, an optional horizontal
-    reference line (``axhline`` kwargs), a legend, and slanted x labels when x holds dates."""
+    reference line (``axhline`` kwargs), a legend, and slanted x labels when x holds dates;
+    without lines, a figure that says ``empty``."""
     fig = _figure(size)
+    if not lines:
+        return _empty(fig, empty)
     ax = fig.add_subplot(111)
     for label, x, y, style in lines:
         ax.plot(x, y, label=label, **style)
@@ -90,11 +89,10 @@ def fig_data(bars: pd.DataFrame) -> Figure:
 
 def fig_loss(loss_history: dict[str, list[float]]) -> Figure:
     """Training and validation loss per epoch of the last LSTM fit (the seed's loss.png)."""
-    if not loss_history:
-        return _empty(_figure((7, 3.5)), "no LSTM loss history in this run")
     lines = [(k, range(1, len(v) + 1), v, {}) for k, v in loss_history.items()]
-    return line_figure((7, 3.5), lines, title="LSTM loss curves (last walk-forward fit)",
-                       xlabel="epoch", ylabel="loss (scaled target)", legend_size=None, dates=False)
+    return line_figure((7, 3.5), lines, empty="no LSTM loss history in this run", xlabel="epoch",
+                       ylabel="loss (scaled target)", title="LSTM loss curves (last walk-forward fit)",
+                       legend_size=None, dates=False)
 
 
 def fig_result(bars: pd.DataFrame, predictions: pd.DataFrame, model: str, symbol: str | None = None) -> Figure:
@@ -135,24 +133,22 @@ def fig_result(bars: pd.DataFrame, predictions: pd.DataFrame, model: str, symbol
 
 def fig_equity(equity: pd.DataFrame) -> Figure:
     """Equity of each strategy / starting equity, against buy-and-hold."""
-    if equity.empty:
-        return _empty(_figure((10, 4)), "no simulation")
-    idx = _dates(equity.index)
+    idx = pd.to_datetime(pd.Series(equity.index))
     lines = []
-    for c in equity.columns:
+    for c in [] if equity.empty else equity.columns:
         e = equity[c].to_numpy(float)
         lines.append((c, idx, e / e[0], {"lw": 1.6, "ls": "--"} if c == BUY_AND_HOLD else {"lw": 1.0, "ls": "-"}))
-    return line_figure((10, 4), lines, title="Long/flat strategies after A-share costs vs buy-and-hold",
-                       ylabel="equity / start", hline={"y": 1, "color": "grey", "lw": 0.5})
+    return line_figure((10, 4), lines, empty="no simulation", ylabel="equity / start",
+                       title="Long/flat strategies after A-share costs vs buy-and-hold",
+                       hline={"y": 1, "color": "grey", "lw": 0.5})
 
 
 def fig_drawdown(equity: pd.DataFrame) -> Figure:
     """Drawdown (%) of each strategy from its running peak."""
-    if equity.empty:
-        return _empty(_figure((10, 3)), "no simulation")
-    idx = _dates(equity.index)
-    lines = [(c, idx, drawdown(equity[c]).to_numpy() * 100, {"lw": 1.0}) for c in equity.columns]
-    return line_figure((10, 3), lines, title="Drawdown from running peak", ylabel="drawdown %")
+    idx = pd.to_datetime(pd.Series(equity.index))
+    lines = [(c, idx, drawdown(equity[c]).to_numpy() * 100, {"lw": 1.0}) for c in ([] if equity.empty else equity.columns)]
+    return line_figure((10, 3), lines, empty="no simulation", title="Drawdown from running peak",
+                       ylabel="drawdown %")
 
 
 def fig_scatter(predictions: pd.DataFrame, model: str) -> Figure:
@@ -176,10 +172,9 @@ def fig_scatter(predictions: pd.DataFrame, model: str) -> Figure:
 
 def fig_history(history: pd.DataFrame | None, metric: str = "mase", label: str | None = None) -> Figure:
     """``metric`` (shown as ``label``) per model across run dates (model decay)."""
-    if history is None or history.empty or metric not in history:
-        return _empty(_figure((10, 3.5)), "no metrics history yet")
-    label = label or metric
-    lines = [(m, pd.to_datetime(g["run_date"]), g[metric], {"marker": "o", "ms": 3})
-             for m, g in history.sort_values("run_date").groupby("model")]
+    lines = [] if history is None or metric not in history else [
+        (m, pd.to_datetime(g["run_date"]), g[metric], {"marker": "o", "ms": 3})
+        for m, g in history.sort_values("run_date").groupby("model")]
     ref = {"y": 1.0, "color": "grey", "ls": "--", "lw": 0.8} if metric == "mase" else None
-    return line_figure((10, 3.5), lines, title=f"{label} by run date", ylabel=label, hline=ref)
+    return line_figure((10, 3.5), lines, empty="no metrics history yet", title=f"{label or metric} by run date",
+                       ylabel=label or metric, hline=ref)

@@ -19,18 +19,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from matplotlib.figure import Figure
 
+from kline import figures
 from kline.backtest import BUY_AND_HOLD, REFERENCE, TABLE_FORECAST, TABLE_STRATEGY
-from kline.figures import (
-    FIGURES,
-    fig_data,
-    fig_drawdown,
-    fig_equity,
-    fig_history,
-    fig_loss,
-    fig_result,
-    fig_scatter,
-    figure_png,
-)
+from kline.figures import FIGURES, figure_png
 from kline.jsonable import jsonable as json_clean
 from kline.metrics import LOWER_IS_BETTER, better
 
@@ -103,9 +94,6 @@ def loss_history_from_fits(fits: Sequence[dict], model: str = "lstm") -> dict[st
     return {}
 
 
-# -- the sentence -----------------------------------------------------------------------------
-
-
 def headline(inp: ReportInputs) -> str:
     """One plain sentence: does the candidate beat persistence on held-out data, by how much,
     and was it promoted."""
@@ -147,9 +135,6 @@ def headline(inp: ReportInputs) -> str:
     else:
         promo = "it was not promoted" + (f" (champion stays {d['champion_version']})" if d.get("champion_version") else "")
     return f"On {n} held-out next-session returns{span}, {verdict}; {promo}."
-
-
-# -- tables, history, page ----------------------------------------------------------------------
 
 
 def metrics_rows(forecast: dict, strategy: dict) -> list[dict]:
@@ -211,29 +196,24 @@ def _fmt(k: str, v) -> str:
     return f"{v:.4f}"
 
 
+def _metrics_table(rows: list[dict], keys: Sequence[str]) -> dict:
+    """Column labels and, per model, (formatted value, best in its column) for ``keys``."""
+    marks = best_marks(rows)
+    return {"head": [_LABELS.get(k, k) for k in keys],
+            "rows": [(r["model"], [(_fmt(k, r.get(k)), marks.get(k) == r["model"]) for k in keys]) for r in rows]}
+
+
 def markdown_table(rows: list[dict], keys: Sequence[str] = ("mase", "rmse", "directional_accuracy",
                                                              "ic", "r2_oos", "dm_pvalue", "cagr", "sharpe")) -> str:
-    marks = best_marks(rows)
-    head = "| model | " + " | ".join(_LABELS[k] for k in keys) + " |"
-    sep = "|---" * (len(keys) + 1) + "|"
-    lines = [head, sep]
-    for r in rows:
-        cells = []
-        for k in keys:
-            s = _fmt(k, r.get(k))
-            cells.append(f"**{s}**" if marks.get(k) == r["model"] else s)
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    t = _metrics_table(rows, keys)
+    lines = ["| model | " + " | ".join(t["head"]) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += [f"| {model} | " + " | ".join(f"**{s}**" if best else s for s, best in cells) + " |"
+              for model, cells in t["rows"]]
     return "\n".join(lines)
 
 
 _PAGE = Environment(loader=PackageLoader("kline", "templates"), autoescape=True, undefined=StrictUndefined,
                     trim_blocks=True, lstrip_blocks=True).get_template("report.html.j2")
-
-
-def _metrics_table(rows: list[dict], keys: Sequence[str]) -> dict:
-    marks = best_marks(rows)
-    return {"head": [_LABELS.get(k, k) for k in keys],
-            "rows": [(r["model"], [(_fmt(k, r.get(k)), marks.get(k) == r["model"]) for k in keys]) for r in rows]}
 
 
 def _kv_items(d: dict | None) -> list[tuple[str, str]]:
@@ -311,13 +291,13 @@ def _metrics_json(inp: ReportInputs, sentence: str) -> dict:
 def render_report(inp: ReportInputs, dpi: int = 100) -> Report:
     """All figures, the sentence, the markdown summary, the HTML page and metrics.json's content."""
     figs = {
-        "data": fig_data(inp.bars),
-        "loss": fig_loss(inp.loss_history),
-        "result": fig_result(inp.bars, inp.predictions, inp.candidate),
-        "equity": fig_equity(inp.equity),
-        "drawdown": fig_drawdown(inp.equity),
-        "scatter": fig_scatter(inp.predictions, inp.candidate),
-        "history": fig_history(inp.history, "mase", _LABELS["mase"]),
+        "data": figures.fig_data(inp.bars),
+        "loss": figures.fig_loss(inp.loss_history),
+        "result": figures.fig_result(inp.bars, inp.predictions, inp.candidate),
+        "equity": figures.fig_equity(inp.equity),
+        "drawdown": figures.fig_drawdown(inp.equity),
+        "scatter": figures.fig_scatter(inp.predictions, inp.candidate),
+        "history": figures.fig_history(inp.history, "mase", _LABELS["mase"]),
     }
     pngs = {k: figure_png(figs[k], dpi) for k in FIGURES}
     sentence = headline(inp)
