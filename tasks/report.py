@@ -99,17 +99,14 @@ def _update_history(lake: Lake, day: dt.date, forecast: dict, strategy: dict) ->
 
 
 def _save_report(lake: Lake, folder: str, rep: Report) -> dict[str, str]:
-    """Write the PNGs, metrics.json, summary.md and, last, report.html (whose presence means a
-    whole report); returns file name -> path."""
+    """Write the PNGs, metrics.json, summary.md and report.html; returns file name -> path."""
     files = {f"{name}.png": f"{folder}/{name}.png" for name in FIGURES}
+    files |= {name: f"{folder}/{name}" for name in ("metrics.json", "summary.md", "report.html")}
     for name in FIGURES:
         lake.atomic_write_bytes(files[f"{name}.png"], rep.pngs[name])
-    files["metrics.json"] = f"{folder}/metrics.json"
     lake.atomic_write_text(files["metrics.json"], json.dumps(rep.metrics, indent=1, allow_nan=False))
-    files["summary.md"] = f"{folder}/summary.md"
     lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
-    files["report.html"] = f"{folder}/report.html"
-    lake.atomic_write_text(files["report.html"], rep.html)
+    lake.atomic_write_text(files["report.html"], rep.html)  # last: its presence means the report is whole
     return files
 
 
