@@ -131,11 +131,15 @@ def fig_result(bars: pd.DataFrame, predictions: pd.DataFrame, model: str, symbol
     return fig
 
 
+def _strategies(equity: pd.DataFrame) -> list[str]:
+    return [] if equity.empty else list(equity.columns)  # no sessions simulated: nothing to draw
+
+
 def fig_equity(equity: pd.DataFrame) -> Figure:
     """Equity of each strategy / starting equity, against buy-and-hold."""
     idx = pd.to_datetime(pd.Series(equity.index))
     lines = []
-    for c in [] if equity.empty else equity.columns:
+    for c in _strategies(equity):
         e = equity[c].to_numpy(float)
         lines.append((c, idx, e / e[0], {"lw": 1.6, "ls": "--"} if c == BUY_AND_HOLD else {"lw": 1.0, "ls": "-"}))
     return line_figure((10, 4), lines, empty="no simulation", ylabel="equity / start",
@@ -146,7 +150,7 @@ def fig_equity(equity: pd.DataFrame) -> Figure:
 def fig_drawdown(equity: pd.DataFrame) -> Figure:
     """Drawdown (%) of each strategy from its running peak."""
     idx = pd.to_datetime(pd.Series(equity.index))
-    lines = [(c, idx, drawdown(equity[c]).to_numpy() * 100, {"lw": 1.0}) for c in ([] if equity.empty else equity.columns)]
+    lines = [(c, idx, drawdown(equity[c]).to_numpy() * 100, {"lw": 1.0}) for c in _strategies(equity)]
     return line_figure((10, 3), lines, empty="no simulation", title="Drawdown from running peak",
                        ylabel="drawdown %")
 
