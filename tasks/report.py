@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import pandas as pd
 import pyarrow as pa
 from prefect import task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.context import TaskRunContext
 
 from kline.datadocs import relative_url
 from kline.lake import Lake
 from kline.report import (
     FIGURES,
+    Report,
     ReportInputs,
     history_rows,
     json_clean,
@@ -49,12 +53,6 @@ def _registry_card(lake: Lake, name: str, version: str) -> dict | None:
     return {k: v for k, v in card.items() if k != "state"}
 
 
-def _in_run_context() -> bool:
-    from prefect.context import TaskRunContext
-
-    return TaskRunContext.get() is not None
-
-
 def data_docs_pages(validation: dict | None) -> dict[str, str]:
     """Label -> local path of the run's Data Docs pages (critical, warning suites; index)."""
     v = validation or {}
@@ -71,12 +69,6 @@ def publish_artifacts(
 ) -> list[str]:
     """Markdown summary (with links to the report and the Data Docs), metrics table and a
     link to report.html, under stable keys; links go through ``kline.serving.link_for``."""
-    from prefect.artifacts import (
-        create_link_artifact,
-        create_markdown_artifact,
-        create_table_artifact,
-    )
-
     report_url = link_for(lake, html_path)
     links = [f"- [Report {run_date}]({report_url})"]
     links += [f"- [{label}]({link_for(lake, path)})" for label, path in (docs or {}).items()]
@@ -89,19 +81,39 @@ def publish_artifacts(
     return [SUMMARY_KEY, METRICS_KEY, LINK_KEY]
 
 
+def _metrics(summary: dict, part: str) -> dict[str, dict[str, float]]:
+    """Model -> metric -> value of the backtest summary's ``part``; JSON nulls read back as NaN."""
+    return {m: {k: math.nan if v is None else v for k, v in f.items()} for m, f in summary[part].items()}
+
+
+def _update_history(lake: Lake, day: dt.date, forecast: dict, strategy: dict) -> pd.DataFrame:
+    """The metrics history with ``day``'s rows merged in (replacing a re-run's), saved under its lock."""
+    with lake.lock("metrics-history"):
+        hpath = lake.paths.metrics_history()
+        old = lake.read_table(hpath).to_pandas() if lake.exists(hpath) else None
+        if old is not None:
+            old["run_date"] = pd.to_datetime(old["run_date"]).dt.date
+        history = merge_history(old, history_rows(day, forecast, strategy))
+        lake.atomic_write_table(hpath, pa.Table.from_pandas(history, preserve_index=False))
+    return history
+
+
+def _save_report(lake: Lake, folder: str, rep: Report) -> dict[str, str]:
+    """Write the PNGs, metrics.json, summary.md and report.html; returns file name -> path."""
+    files = {f"{name}.png": f"{folder}/{name}.png" for name in FIGURES}
+    files |= {name: f"{folder}/{name}" for name in ("metrics.json", "summary.md", "report.html")}
+    for name in FIGURES:
+        lake.atomic_write_bytes(files[f"{name}.png"], rep.pngs[name])
+    lake.atomic_write_text(files["metrics.json"], json.dumps(rep.metrics, indent=1, allow_nan=False))
+    lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
+    lake.atomic_write_text(files["report.html"], rep.html)  # last: its presence means the report is whole
+    return files
+
+
 @task(name="report", task_run_name="report-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
-def report(
-    lake_root: str,
-    run_date: str,
-    symbols: list[str],
-    backtest_ref: dict,
-    decision: dict | None = None,
-    candidate: str = "lstm",
-    candidate_version: str | None = None,
-    model_card: dict | None = None,
-    validation: dict | None = None,
-    next_session: dict | None = None,
-) -> dict:
+def report(lake_root: str, run_date: str, symbols: list[str], backtest_ref: dict, decision: dict | None = None,
+           candidate: str = "lstm", candidate_version: str | None = None, model_card: dict | None = None,
+           validation: dict | None = None, next_session: dict | None = None) -> dict:
     """Render and save ``report.html``, the PNGs and ``metrics.json`` for ``run_date`` (ISO)
     from the backtest stage's files; append the run to the metrics history; publish the
     artifacts when run inside Prefect. The model card is ``model_card`` or, given
@@ -114,50 +126,30 @@ def report(
     predictions = lake.read_table(backtest_ref["predictions"]).to_pandas()
     equity = lake.read_table(backtest_ref["equity"]).to_pandas().set_index("trade_date")
     bars = lake.read_curated_bars(symbols, end=day, columns=["symbol", "trade_date", "close"])
-    nan = float("nan")
-    forecast = {m: {k: nan if v is None else v for k, v in f.items()} for m, f in summary["forecast"].items()}
-    strategy = {m: {k: nan if v is None else v for k, v in f.items()} for m, f in summary["strategy"].items()}
+    forecast, strategy = _metrics(summary, "forecast"), _metrics(summary, "strategy")
+    history = _update_history(lake, day, forecast, strategy)
 
-    paths = lake.paths
-    with lake.lock("metrics-history"):
-        hpath = paths.metrics_history()
-        old = lake.read_table(hpath).to_pandas() if lake.exists(hpath) else None
-        if old is not None:
-            old["run_date"] = pd.to_datetime(old["run_date"]).dt.date
-        history = merge_history(old, history_rows(day, forecast, strategy))
-        lake.atomic_write_table(hpath, pa.Table.from_pandas(history, preserve_index=False))
-
-    inp = ReportInputs(
+    folder = lake.paths.report_dir(day)
+    local = "://" not in lake.root  # the docs and the reports index are built for local lakes
+    docs = data_docs_pages(validation) if local else {}
+    links = {label: relative_url(folder, path) for label, path in docs.items()}
+    if local:
+        links["all reports"] = "../index.html"
+    rep = render_report(ReportInputs(
         run_date=day, candidate=candidate, bars=bars, predictions=predictions, forecast=forecast,
         strategy=strategy, equity=equity, loss_history=loss_history_from_fits(summary.get("fits", []), candidate),
         decision=decision, model_card=model_card, validation=validation,
         fingerprint=summary.get("data_fingerprint", ""),
         history=history[pd.to_datetime(history["run_date"]).dt.date <= day],  # point in time
-        next_session=next_session,
-    )
-    folder = paths.report_dir(day)
-    local = "://" not in lake.root  # the docs and the reports index are built for local lakes
-    docs = data_docs_pages(validation) if local else {}
-    inp.links = {label: relative_url(folder, path) for label, path in docs.items()}
-    if local:
-        inp.links["all reports"] = "../index.html"
-    rep = render_report(inp)
-    files = {}
-    for name in FIGURES:
-        files[f"{name}.png"] = f"{folder}/{name}.png"
-        lake.atomic_write_bytes(files[f"{name}.png"], rep.pngs[name])
-    files["metrics.json"] = f"{folder}/metrics.json"
-    lake.atomic_write_text(files["metrics.json"], json.dumps(rep.metrics, indent=1, allow_nan=False))
-    files["summary.md"] = f"{folder}/summary.md"
-    lake.atomic_write_text(files["summary.md"], rep.summary_markdown)
-    files["report.html"] = f"{folder}/report.html"  # last: its presence means the report is whole
-    lake.atomic_write_text(files["report.html"], rep.html)
+        next_session=next_session, links=links,
+    ))
+    files = _save_report(lake, folder, rep)
     if local:
         files["index.html"] = write_reports_index(lake)
     events.emit(events.REPORT_PUBLISHED, f"kline.report.{events.lake_id(lake_root)}.{run_date}", f"report {run_date}",
                 lake_root, symbols, {"run_date": run_date, "path": files["report.html"], "summary": rep.summary})
     artifacts = []
-    if _in_run_context():
+    if TaskRunContext.get() is not None:  # publish only inside a Prefect run
         artifacts = publish_artifacts(lake, run_date, rep.summary_markdown, metrics_rows(forecast, strategy),
                                       files["report.html"], rep.summary, docs)
     return {"dir": folder, "files": files, "summary": rep.summary, "artifacts": artifacts,

@@ -60,8 +60,9 @@ def test_report_has_every_figure_embedded_and_sections(rendered):
     for s in srcs:
         assert base64.b64decode(s)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http" not in rep.html  # self-contained: nothing to fetch
-    for text in ("Validation summary", "Model card", "abc123", "Metrics history", "★", html.escape(rep.summary)):
+    for text in ("Validation summary", "Model card", "abc123", "Metrics history", "★"):
         assert text in rep.html
+    assert html.unescape(re.search(r"id='headline'>([^<]*)</p>", rep.html).group(1)) == rep.summary
 
 
 def test_headline_sentence_states_the_comparison(inputs):
@@ -152,3 +153,17 @@ def test_headline_says_how_a_sitting_champion_got_there(inputs, basis, words):
                 "champion_basis": basis}
     s = headline(ReportInputs(**{**inputs.__dict__, "candidate": "lstm", "forecast": worse, "decision": decision}))
     assert words in s and "does not beat persistence" in s
+
+
+def test_names_and_values_from_the_data_are_escaped_in_the_page(inputs):
+    evil = "<script>alert('x')</script>"
+    next_session = {"version": evil, "basis": "champion", "rows": [
+        {"symbol": evil, "target_date": "2023-07-03", "pred_return": 0.001, "close": 10.0, "pred_close": 10.01}]}
+    inp = ReportInputs(**{**inputs.__dict__, "candidate": evil, "fingerprint": evil, "next_session": next_session,
+                          "forecast": {**inputs.forecast, evil: inputs.forecast["ridge"]},
+                          "model_card": {"name": evil, "config": {"layers": evil}}, "validation": {evil: 1},
+                          "links": {evil: "docs/x' onclick='alert(1)"}})
+    page = render_report(inp, dpi=30).html
+    assert "<script" not in page.lower() and "onclick='" not in page
+    assert page.count("&lt;script&gt;") >= 7  # headline, table row, forecast, card, validation, link, fingerprint
+    assert "href='docs/x&#39; onclick=&#39;alert(1)'" in page
