@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from kline import figures
 from kline.backtest import BUY_AND_HOLD, REFERENCE, TABLE_FORECAST, TABLE_STRATEGY
 from kline.figures import FIGURES, figure_png
-from kline.jsonable import jsonable as json_clean
+from kline.jsonable import jsonable
 from kline.metrics import LOWER_IS_BETTER, better
 
 HISTORY_METRICS = ["mase", "rmse", "directional_accuracy", "ic", "r2_oos", "sharpe"]
@@ -217,7 +217,7 @@ _PAGE = Environment(loader=PackageLoader("kline", "templates"), autoescape=True,
 
 
 def _kv_items(d: dict | None) -> list[tuple[str, str]]:
-    return [(str(k), json.dumps(json_clean(v), ensure_ascii=False, indent=1) if isinstance(v, dict | list) else str(v))
+    return [(str(k), json.dumps(jsonable(v), ensure_ascii=False, indent=1) if isinstance(v, dict | list) else str(v))
             for k, v in (d or {}).items()]
 
 
@@ -278,7 +278,7 @@ def _summary_markdown(inp: ReportInputs, sentence: str, rows: list[dict]) -> str
 
 def _metrics_json(inp: ReportInputs, sentence: str) -> dict:
     known = inp.predictions.loc[inp.predictions["realised"].notna(), "trade_date"]
-    return json_clean({
+    return jsonable({
         "run_date": inp.run_date, "candidate": inp.candidate, "summary": sentence,
         "held_out": {"sessions": int(known.nunique()) if len(known) else 0,
                      "start": min(known) if len(known) else None, "end": max(known) if len(known) else None},

@@ -19,13 +19,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.context import TaskRunContext
 
 from kline.datadocs import relative_url
+from kline.jsonable import jsonable
 from kline.lake import Lake
 from kline.report import (
     FIGURES,
     Report,
     ReportInputs,
     history_rows,
-    json_clean,
     loss_history_from_fits,
     merge_history,
     metrics_rows,
@@ -74,7 +74,7 @@ def publish_artifacts(
     links += [f"- [{label}]({link_for(lake, path)})" for label, path in (docs or {}).items()]
     summary_md = f"{summary_md.rstrip()}\n\n## Links\n\n" + "\n".join(links) + f"\n\n({link_note(report_url)})\n"
     create_markdown_artifact(markdown=summary_md, key=SUMMARY_KEY, description=f"kline report {run_date}")
-    table = [{k: r.get(k) for k in TABLE_COLUMNS} for r in json_clean(rows)]
+    table = [{k: r.get(k) for k in TABLE_COLUMNS} for r in jsonable(rows)]
     create_table_artifact(table=table, key=METRICS_KEY, description=f"held-out metrics {run_date}")
     create_link_artifact(link=report_url, link_text=f"report {run_date}", key=LINK_KEY,
                          description=f"{sentence} ({link_note(report_url)})")
