@@ -17,7 +17,6 @@ from kline.report import (
     ReportInputs,
     headline,
     history_rows,
-    json_clean,
     loss_history_from_fits,
     markdown_table,
     merge_history,
@@ -131,11 +130,6 @@ def test_loss_history_from_fits_takes_last_fit_of_model():
             {"model": "ridge", "summary": {"train_loss": [9.0]}}]
     assert loss_history_from_fits(fits) == {"train_loss": [2.0, 1.0]}
     assert loss_history_from_fits(fits, "rolling_mean") == {}
-
-
-def test_json_clean():
-    assert json_clean({"a": float("nan"), "b": [np.float64(1.5), dt.date(2024, 1, 2)], "c": np.inf}) == {
-        "a": None, "b": [1.5, "2024-01-02"], "c": None}
 
 
 def test_report_without_history_or_loss_still_renders(inputs):
