@@ -57,6 +57,9 @@ class FaultyTushare(tushare_server.TushareServer):
             if kind:
                 self.injected[kind] += 1
         if api in self.echo:
+            with self._lock:
+                self.requests.append({"api_name": api, "params": dict(body.get("params") or {}), "rows": None,
+                                      "fields": body.get("fields", ""), "token": body.get("token")})
             request = json.dumps(body, ensure_ascii=False)
             if self.echo[api] == "rate":
                 return 200, self._msg(40203, f"抱歉，您每分钟最多访问该接口1次 (请求: {request})")
