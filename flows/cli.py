@@ -67,7 +67,7 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
     from kline.calendar import CalendarError
     from kline.config import ConfigError
     from kline.instruments import SymbolError
-    from kline.preflight import check_dates, check_settings, check_symbols
+    from kline.preflight import check_dates, check_lake, check_settings, check_symbols
     from kline.providers import (
         ProviderConfigError,
         UnknownProviderError,
@@ -80,6 +80,7 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
         check_symbols(settings)
         check_settings(settings)
         check_dates(settings, dates)
+        check_lake(settings)
         if settings.provider == "tushare" and settings.tushare.secret_block:
             from tasks.secrets import prefect_secret_loader
 
