@@ -44,6 +44,13 @@ def _run(argv, env, cwd, timeout=600) -> subprocess.CompletedProcess:
                           start_new_session=True)
 
 
+def _first_write(proc: subprocess.Popen, lake: Path) -> float:
+    """Wait until ``proc`` has begun writing ``lake`` (its raw layer exists); the moment it did."""
+    while not (lake / "raw").exists() and proc.poll() is None:
+        time.sleep(0.02)
+    return time.monotonic()
+
+
 def fingerprint(lake: Path, models: bool) -> dict[str, object]:
     """What an interrupted-then-resumed run must reproduce: bar content, and with models the
     weights of every registered version and the report's numbers."""
@@ -84,10 +91,13 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
     cfg = tmp_path / "kline.toml"
     cfg.write_text(fast_config(SYMBOLS))
     env = kline_env(reliability_server["env"], tmp_path / "home")
-    t0 = time.monotonic()
-    clean = _run(_argv(tmp_path / "clean", cfg, models), env, tmp_path)
-    span = time.monotonic() - t0
-    assert clean.returncode == 0, clean.stderr[-3000:]
+    # the span of the work itself: from the first lake write (raw/ appears) to the end
+    proc = subprocess.Popen(_argv(tmp_path / "clean", cfg, models), env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    began = _first_write(proc, tmp_path / "clean")
+    err = proc.communicate(timeout=600)[1]
+    span = time.monotonic() - began
+    assert proc.returncode == 0, err[-3000:]
     want = fingerprint(tmp_path / "clean", models)
     assert want["curated"][1] > 0
 
@@ -108,13 +118,15 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
                 time.sleep(0.05)
             where = f"inside write #{pause_at} ({marker.read_text() if marker.exists() else 'finished first'})"
         else:
-            delay = rng.uniform(0.15, 0.8) * span
+            _first_write(proc, lake)
+            delay = rng.uniform(0.0, 0.8) * span
             try:
                 proc.wait(delay)
             except subprocess.TimeoutExpired:
                 pass
-            where = f"at {delay:.1f}s of {span:.1f}s"
+            where = f"{delay:.1f}s after the first lake write (an uninterrupted run takes {span:.1f}s from there)"
         killed = proc.poll() is None
+        assert killed or pause_at, f"trial {i}: the run ended before the kill ({where})"
         if killed:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
