@@ -24,18 +24,7 @@ GOOD_CSV = "Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,1000\n2024-
 BF = ["backfill", "--start", "2024-01-02", "--end", "2024-01-31"]
 VENDOR = ["--provider", "file", "--symbols", "SPX", "--calendar", "XNYS", "--data-only"]
 
-LATE = ("vendor files are read by the ingest task, so a file-level defect fails the flow run (exit 1) "
-        "instead of the preflight (exit 2); fix: run FileProvider's file-level checks in flows/cli.py _check_inputs")
-OUTSIDE = ("a symlink in the source folder is followed to a file outside it (the run imports it and exits 0); "
-           "fix: kline/providers/files.py should refuse files whose real path leaves the source folder")
-EMPTY = "a vendor file with a header and no rows imports nothing and exits 0"
-
-
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-# (id, argv with {tmp} placeholders, files to create {relpath: text|bytes}, message fragment[, marks])
+# (id, argv with {tmp} placeholders, files to create {relpath: text|bytes}, message fragment)
 CASES = [
     ("reversed-range", ["backfill", "--start", "2024-02-01", "--end", "2024-01-02"], {}, "reversed range"),
     ("unparsable-date", ["run", "--date", "2024-02-30"], {}, "not a date"),
@@ -53,17 +42,17 @@ CASES = [
     ("absurd-number", ["run", "--config", "{tmp}/bad.toml"], {"bad.toml": "[train]\nepochs = 1000000000\n"},
      "epochs"),
     ("vendor-missing", [*BF, *VENDOR, "--source", "{tmp}/nowhere"], {}, "nowhere"),
-    ("vendor-empty-file", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"], {"v/SPX.csv": ""}, "SPX.csv", xfail(LATE)),
+    ("vendor-empty-file", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"], {"v/SPX.csv": ""}, "SPX.csv"),
     ("vendor-header-only", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"],
-     {"v/SPX.csv": "Date,Open,High,Low,Close,Volume\n"}, "SPX.csv", xfail(EMPTY)),
+     {"v/SPX.csv": "Date,Open,High,Low,Close,Volume\n"}, "SPX.csv"),
     ("vendor-wrong-delimiter", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"],
-     {"v/SPX.csv": GOOD_CSV.replace(",", ";")}, "SPX.csv", xfail(LATE)),
+     {"v/SPX.csv": GOOD_CSV.replace(",", ";")}, "SPX.csv"),
     ("vendor-mixed-dates", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"],
-     {"v/SPX.csv": GOOD_CSV.replace("2024-01-03", "01/03/2024")}, "SPX.csv", xfail(LATE)),
+     {"v/SPX.csv": GOOD_CSV.replace("2024-01-03", "01/03/2024")}, "SPX.csv"),
     ("vendor-not-utf8", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"],
-     {"v/SPX.csv": GOOD_CSV.replace("Date", "Dat\u00e9").encode("utf-16")}, "SPX.csv", xfail(LATE)),
+     {"v/SPX.csv": GOOD_CSV.replace("Date", "Dat\u00e9").encode("utf-16")}, "SPX.csv"),
     ("vendor-symlink-out", [*BF, "--provider", "file", "--calendar", "XNYS", "--data-only", "--source", "{tmp}/v"],
-     {"v/SPX.csv": "symlink:../outside.csv", "outside.csv": GOOD_CSV}, "outside", xfail(OUTSIDE)),
+     {"v/SPX.csv": "symlink:../outside.csv", "outside.csv": GOOD_CSV}, "outside"),
     ("lake-is-a-file", [*BF, "--data-only", "--lake", "{tmp}/afile"], {"afile": "not a lake"}, "afile"),
 ]
 
@@ -98,7 +87,7 @@ def _check(argv, lake: Path, tmp: Path, capsys, message: str, watched: list[Path
 
 
 @pytest.mark.parametrize("argv, files, message",
-                         [pytest.param(*c[1:4], id=c[0], marks=c[4:]) for c in CASES])
+                         [pytest.param(*c[1:], id=c[0]) for c in CASES])
 def test_bad_input_is_one_line_exit_2_and_the_lake_unchanged(argv, files, message, populated_lake, tmp_path,
                                                             capsys, monkeypatch, reliability_server):
     monkeypatch.setenv("PREFECT_API_URL", reliability_server["url"])
