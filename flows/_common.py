@@ -91,11 +91,12 @@ def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:
 def checked(settings: Settings, dates: list[dt.date]) -> Settings:
     """``settings`` after the preflight checks (symbols, settings, dates): a run started from
     a deployment refuses bad input before it writes anything, like the CLI does."""
-    from kline.preflight import check_dates, check_settings, check_symbols
+    from kline.preflight import check_dates, check_lake, check_settings, check_symbols
 
     check_symbols(settings)
     check_settings(settings)
     check_dates(settings, dates)
+    check_lake(settings)
     return settings
 
 

@@ -68,6 +68,7 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
     from kline.config import ConfigError
     from kline.instruments import SymbolError
     from kline.providers import (
+        FatalProviderError,
         ProviderConfigError,
         UnknownProviderError,
         check_provider_name,
@@ -82,8 +83,13 @@ def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
 
             make_provider(settings, token_loader=prefect_secret_loader)
         else:
-            make_provider(settings)
-    except (UnknownProviderError, SymbolError, CalendarError, ConfigError, ProviderConfigError, ValueError) as exc:
+            provider = make_provider(settings)
+            if settings.provider == "file":  # a file that cannot be read is bad input, not a failed run
+                for sym, path in provider.resolve(settings.symbols).items():
+                    if provider.date_range([sym]) is None:
+                        raise UsageError(f"{path}: no rows")
+    except (UnknownProviderError, SymbolError, CalendarError, ConfigError, ProviderConfigError, ValueError,
+            FatalProviderError) as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -44,6 +44,48 @@ def check_settings(settings: Settings) -> None:
         parse_cutoff(settings.calendar.close_cutoff)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for name, value, lo, hi in number_bounds(settings):
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} = {value!r}: out of range, expected {lo} to {hi}")
+
+
+def number_bounds(s: Settings) -> list[tuple[str, float, float, float]]:
+    """(setting, value, lowest, highest) for the numbers a run would otherwise accept and choke
+    on later: a negative count, or one so large the run never ends."""
+    t, i = s.train, s.ingest
+    return [
+        ("train.epochs", t.epochs, 1, 100_000),
+        ("train.hidden", t.hidden, 1, 4096),
+        ("train.layers", t.layers, 1, 16),
+        ("train.patience", t.patience, 0, 100_000),
+        ("train.batch_size", t.batch_size, 0, 10_000_000),
+        ("train.lr", t.lr, 1e-12, 10.0),
+        ("train.test_sessions", t.test_sessions, 1, 100_000),
+        ("ingest.history_years", i.history_years, 1, 100),
+        ("ingest.retries", i.retries, 0, 20),
+        ("ingest.retry_delay_s", i.retry_delay_s, 0, 3600),
+        ("tushare.calls_per_minute", s.tushare.calls_per_minute, 1, 100_000),
+        ("tushare.timeout_s", s.tushare.timeout_s, 0.1, 3600),
+        ("max_concurrency", s.max_concurrency, 1, 64),
+    ]
+
+
+def check_lake(settings: Settings) -> None:
+    """Raise ConfigError when a local lake root cannot hold a lake: a file, or a folder this
+    process may not write (refused before any work, not half-way through a run)."""
+    import os
+
+    root = settings.lake
+    if "://" in str(root) and not str(root).startswith("file://"):
+        return
+    path = str(root).removeprefix("file://")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"lake {path}: not a folder (a file is in the way)")
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(os.path.abspath(probe))
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"lake {path}: read-only (no write permission on {probe})")
 
 
 def check_symbols(settings: Settings) -> None:
@@ -73,4 +115,4 @@ def check_dates(settings: Settings, dates: Sequence[dt.date]) -> None:
             raise ValueError(f"date {d} is before the XSHG trading calendar starts ({lo})")
 
 
-__all__ = ["ConfigError", "SymbolError", "check_dates", "check_settings", "check_symbols"]
+__all__ = ["ConfigError", "SymbolError", "check_dates", "check_lake", "check_settings", "check_symbols"]

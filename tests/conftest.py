@@ -7,8 +7,9 @@ import os
 
 import pytest
 
-# Keep every test off the user's config and lake, whatever the environment says.
-for _var in [v for v in os.environ if v.startswith("KLINE_")]:
+# Keep every test off the user's config and lake, whatever the environment says
+# (KLINE_RELIABILITY_TRIALS sizes tests/reliability and is no setting).
+for _var in [v for v in os.environ if v.startswith("KLINE_") and v != "KLINE_RELIABILITY_TRIALS"]:
     del os.environ[_var]
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -257,6 +257,11 @@ class FileProvider:
             stem = _strip_suffix(p.name)
             if stem is not None and p.is_file():
                 by_stem.setdefault(stem.upper(), p)
+        inside = self.source.resolve()
+        for p in by_stem.values():  # a link may not carry the import out of the source folder
+            if not p.resolve().is_relative_to(inside):
+                raise ProviderConfigError(f"{p}: leads outside the source folder {self.source} "
+                                          f"(to {p.resolve()}); copy the file in instead of linking it")
         missing = [s for s in syms if s.upper() not in by_stem]
         if missing:
             raise ProviderConfigError(

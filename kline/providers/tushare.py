@@ -269,6 +269,8 @@ class TushareProvider(TushareFacts):
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         today_fn: Callable[[], dt.date] | None = None,
+        call_retries: int = 0,
+        retry_delay_s: float = 0.0,
     ):
         import tushare as ts  # heavy import, paid only when this provider is used
 
@@ -283,6 +285,11 @@ class TushareProvider(TushareFacts):
         self._trade_cal: dict[int, list[dt.date] | None] = {}
         self.row_caps = dict(ROW_CAPS)
         self.calls = 0
+        # a transient error is retried here, call by call: one flaky answer in a chunk of a
+        # dozen calls must not send the whole chunk back to the task's retries
+        self.call_retries, self.retry_delay_s = max(0, int(call_retries)), max(0.0, float(retry_delay_s))
+        self._sleep = sleep
+        self.retried = 0
         self.last_fetch_report: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -293,6 +300,21 @@ class TushareProvider(TushareFacts):
         return text.replace(self._token, "***") if self._token else text
 
     def _call(self, api_name: str, fields: str, **params: Any) -> pd.DataFrame:
+        """One call, a transient error retried ``call_retries`` times after pauses of
+        ``retry_delay_s * 2**k`` seconds; a permanent one raised at once."""
+        for attempt in range(self.call_retries + 1):
+            try:
+                return self._call_once(api_name, fields, **params)
+            except TransientProviderError as exc:
+                if attempt >= self.call_retries:
+                    raise
+                pause = self.retry_delay_s * 2 ** attempt
+                log.warning("%s; retry %d of %d in %.0f s", exc, attempt + 1, self.call_retries, pause)
+                self.retried += 1
+                self._sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _call_once(self, api_name: str, fields: str, **params: Any) -> pd.DataFrame:
         """One HTTP call through the real client, errors classified; the frame as answered."""
         import requests
 
@@ -554,8 +576,10 @@ class TushareProvider(TushareFacts):
 
 
 def make_tushare_provider(settings: Any, token_loader: Callable[[str], str] | None = None) -> TushareProvider:
-    """Provider from ``Settings`` (its ``tushare`` section); ``ProviderConfigError`` without a token."""
-    return TushareProvider(settings.tushare, token_loader=token_loader)
+    """Provider from ``Settings`` (its ``tushare`` section; ``ingest.retries`` and ``retry_delay_s``
+    also retry each call); ``ProviderConfigError`` without a token."""
+    return TushareProvider(settings.tushare, token_loader=token_loader, call_retries=settings.ingest.retries,
+                           retry_delay_s=settings.ingest.retry_delay_s)
 
 
 __all__ = ["RateLimiter", "TushareProvider", "make_tushare_provider", "resolve_token"]
