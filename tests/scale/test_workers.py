@@ -1,5 +1,5 @@
 """Several workers against a Prefect server on PostgreSQL: two ``prefect worker`` processes on
-one process pool share a replay of sessions (6 by default, 20 with KLINE_SCALE_SESSIONS=20), submitted in date order as runs of a daily
+one process pool share a replay of sessions (6 by default, 20 with SCALE_REPLAY_SESSIONS=20), submitted in date order as runs of a daily
 deployment (each session one run, idempotency key per session)."""
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from kline.lake import Lake
 REPO = Path(__file__).resolve().parents[2]
 POOL = "kline-scale"
 # 20 XSHG sessions take about 9 minutes here (a process per run, one run at a time on 2 cores):
-# the default run replays the last 6; KLINE_SCALE_SESSIONS=20 replays them all
-SESSIONS = int(os.environ.get("KLINE_SCALE_SESSIONS", "6"))
+# the default run replays the last 6; SCALE_REPLAY_SESSIONS=20 replays them all
+SESSIONS = int(os.environ.get("SCALE_REPLAY_SESSIONS", "6"))
 FIRST, LAST = dt.date(2024, 2, 19), dt.date(2024, 3, 15)
 
 
