@@ -16,7 +16,7 @@ from kline.calendar import (
     vendor_calendar,
 )
 from kline.config import DEFAULT_UNIVERSE, Settings, load_settings
-from kline.lake import Lake
+from kline.lake import Lake, configure_storage
 
 
 def resolve_settings(
@@ -27,7 +27,8 @@ def resolve_settings(
     source: str | None = None,
     calendar: str | None = None,
 ) -> Settings:
-    """Settings from file and environment, overridden by the flow's parameters."""
+    """Settings from file and environment, overridden by the flow's parameters; an
+    object-store lake is reached with their ``[storage]`` in this process from now on."""
     overrides: dict[str, Any] = {
         "lake": lake,
         "provider": provider,
@@ -42,6 +43,7 @@ def resolve_settings(
         f = settings.file
         found = FileProvider(f.source, f.calendar, f.columns, f.calendars, f.estimate_amount).available_symbols()
         settings = settings.replace(symbols=found)
+    configure_storage(settings.storage)
     return settings
 
 

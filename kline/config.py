@@ -211,8 +211,23 @@ class AlertsConfig:
     backfill_timeout_s: int = 0  # the same for backfill runs (long by nature); 0 = never
 
 
+@_section
+class StorageConfig:
+    """How an object-store lake (``lake = "s3://bucket/prefix"``) is reached. Empty fields fall
+    back to the standard AWS variables and files (``AWS_ENDPOINT_URL``, ``AWS_REGION``,
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, an instance role)."""
+
+    endpoint_url: str = ""  # S3-compatible endpoint (MinIO, Ceph, a test server); "" = AWS
+    region: str = ""  # e.g. "cn-north-1"; "" = the AWS default chain
+    profile: str = ""  # a profile of ~/.aws/credentials; "" = the default chain
+    access_key_id: str = ""  # prefer the AWS variables or a profile: a key here is plain text
+    secret_access_key: str = ""
+    lock_ttl_s: float = 120.0  # a partition lock whose holder stopped renewing it expires after this
+    lock_timeout_s: float = 600.0  # how long a writer waits for a partition lock before failing
+
+
 class Settings(BaseSettings):
-    lake: str = "./data_lake"  # lake root: a local path (object-store URLs come later)
+    lake: str = "./data_lake"  # lake root: a local path or an object-store URL (s3://bucket/prefix)
     provider: str = "synthetic"  # "synthetic", "tushare" or "file"
     symbols: Names = DEFAULT_UNIVERSE
     synthetic_seed: int = 20240101  # the synthetic market's seed
@@ -228,6 +243,7 @@ class Settings(BaseSettings):
     backtest: BacktestConfig = BacktestConfig()
     serve: ServeConfig = ServeConfig()
     alerts: AlertsConfig = AlertsConfig()
+    storage: StorageConfig = StorageConfig()
 
     # KLINE_TRAIN_EPOCHS: the first "_" after the prefix separates the section from its field
     model_config = SettingsConfigDict(env_prefix="KLINE_", env_nested_delimiter="_", env_nested_max_split=1,

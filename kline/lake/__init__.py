@@ -2,7 +2,8 @@
 per layer, each in its own module:
 
     paths.py      every path (the layout is documented there)
-    files.py      atomic writes, reads, listings, locks
+    files.py      atomic writes, reads, listings, locks; how an object store is reached
+    locks.py      the lock on an object store (S3 conditional writes)
     raw.py        ``lake.raw``: bars as fetched, one file per day and source
     curated.py    ``lake.curated``: validated bars, one partition per year
     reference.py  ``lake.reference``: adjustment factors, limit prices, listings, ST periods
@@ -12,22 +13,33 @@ per layer, each in its own module:
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from kline.lake.curated import CuratedBars
-from kline.lake.files import LakeFiles, WriteResult, content_hash
+from kline.lake.files import (
+    LakeFiles,
+    WriteResult,
+    configure_storage,
+    content_hash,
+    storage_options,
+)
 from kline.lake.log import IngestLog
 from kline.lake.paths import LakePaths, resolve_root
 from kline.lake.raw import RawBars
 from kline.lake.reference import ReferenceData
 
-__all__ = ["Lake", "LakePaths", "WriteResult", "content_hash", "resolve_root"]
+if TYPE_CHECKING:
+    from kline.config import StorageConfig
+
+__all__ = ["Lake", "LakePaths", "WriteResult", "configure_storage", "content_hash", "resolve_root",
+           "storage_options"]
 
 
 class Lake(LakeFiles):
     """Reads and writes the lake under ``root`` (a local path or an fsspec URL)."""
 
-    def __init__(self, root: str | os.PathLike[str]):
-        super().__init__(root)
+    def __init__(self, root: str | os.PathLike[str], storage: StorageConfig | None = None):
+        super().__init__(root, storage)
         self.raw, self.curated = RawBars(self), CuratedBars(self)
         self.reference, self.ingest_log = ReferenceData(self), IngestLog(self)
         # the names most callers use, kept on the lake itself

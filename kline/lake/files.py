@@ -1,8 +1,13 @@
 """The lake's file primitives: atomic writes, reads, listings and locks.
 
 All IO goes through an fsspec filesystem resolved from the lake root, never ``open()`` on
-a string path. Writes go to a temporary name and are renamed into place, so a crash never
-leaves a half-written file; readers only ever open final names.
+a string path. A crash never leaves a half-written file, and readers only ever open final
+names: on local disk a write goes to a temporary name that is renamed into place; on an
+object store the whole object is sent in one PUT, which the store makes visible whole or not
+at all (no temporary object to leave behind).
+
+Locks: ``flock`` on local disk (one host); on S3 an expiring lock object written with
+conditional requests (``kline.lake.locks``), which holds across processes and machines.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
@@ -22,7 +28,41 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kline.lake.locks import ObjectLock
 from kline.lake.paths import LakePaths, partition_day
+
+if TYPE_CHECKING:
+    from kline.config import StorageConfig
+
+_default_storage: StorageConfig | None = None
+
+
+def configure_storage(storage: StorageConfig | None) -> None:
+    """Set how this process reaches an object-store lake when a ``Lake`` is not given its own
+    ``storage`` (the flows call it with the run's settings)."""
+    global _default_storage
+    _default_storage = storage
+
+
+def storage_options(root: str, storage: StorageConfig | None = None) -> dict[str, Any]:
+    """fsspec options for the filesystem of ``root`` from ``storage`` (default: the process's);
+    empty fields are left to the AWS variables and files. Listings are never cached: other
+    processes write the same lake."""
+    if not root.startswith(("s3://", "s3a://")):
+        return {}
+    cfg = storage if storage is not None else _default_storage
+    opts: dict[str, Any] = {"use_listings_cache": False}
+    if cfg is None:
+        return opts
+    if cfg.endpoint_url:
+        opts["endpoint_url"] = cfg.endpoint_url
+    if cfg.region:
+        opts["client_kwargs"] = {"region_name": cfg.region}
+    if cfg.profile:
+        opts["profile"] = cfg.profile
+    if cfg.access_key_id:
+        opts["key"], opts["secret"] = cfg.access_key_id, cfg.secret_access_key
+    return opts
 
 
 @dataclass(frozen=True)
@@ -50,11 +90,14 @@ def content_hash(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
 class LakeFiles:
     """Atomic file IO and locks under ``root`` (a local path or an fsspec URL)."""
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], storage: StorageConfig | None = None):
         self.paths = LakePaths(root)
         self.root = self.paths.root
-        self.fs, _ = fsspec.core.url_to_fs(self.root)
-        self._local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.storage = storage if storage is not None else _default_storage
+        self.fs, _ = fsspec.core.url_to_fs(self.root, **storage_options(self.root, self.storage))
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self._local = "file" in protocols
+        self._s3 = bool({"s3", "s3a"} & set(protocols))
 
     def _strip(self, path: str) -> str:
         return self.fs._strip_protocol(path)
@@ -64,31 +107,40 @@ class LakeFiles:
         return os.path.exists(p) if self._local else self.fs.exists(p)
 
     def atomic_write_bytes(self, path: str, data: bytes) -> None:
-        """Write to ``<path>.tmp-<uuid>`` then rename into place."""
-        self._atomic(path, lambda f: f.write(data))
-
-    def _atomic(self, path: str, write) -> None:
+        """Write ``data`` to ``path`` whole or not at all (see the module docstring)."""
         p = self._strip(path)
+        if not self._local:
+            self.fs.pipe_file(p, bytes(data))  # one PUT (multipart beyond 100 MB: also all or nothing)
+            return
+        self._atomic_local(p, lambda f: f.write(data))
+
+    def _atomic_local(self, p: str, write) -> None:
+        """Write through ``write(file)`` to ``<p>.tmp-<uuid>`` then rename it into place."""
         parent = p.rsplit("/", 1)[0]
-        if not (self._local and os.path.isdir(parent)):
+        if not os.path.isdir(parent):
             self.fs.makedirs(parent, exist_ok=True)
         tmp = f"{p}.tmp-{uuid.uuid4().hex}"
         try:
             with self.fs.open(tmp, "wb") as f:
                 write(f)
-            if self._local:
-                os.replace(tmp, p)  # atomic on one filesystem
-            else:
-                self.fs.mv(tmp, p)
+            os.replace(tmp, p)  # atomic on one filesystem
         except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+            if os.path.exists(tmp):
+                os.remove(tmp)
             raise
 
     def atomic_write_table(
         self, path: str, table: pa.Table, row_group_size: int | None = None, compression: str = "zstd"
     ) -> None:
-        self._atomic(path, lambda f: pq.write_table(table, f, compression=compression, row_group_size=row_group_size))
+        def write(f) -> None:
+            pq.write_table(table, f, compression=compression, row_group_size=row_group_size)
+
+        if self._local:
+            self._atomic_local(self._strip(path), write)
+            return
+        buf = pa.BufferOutputStream()
+        write(buf)
+        self.atomic_write_bytes(path, buf.getvalue().to_pybytes())
 
     def atomic_write_text(self, path: str, text: str) -> None:
         self.atomic_write_bytes(path, text.encode("utf-8"))
@@ -138,10 +190,7 @@ class LakeFiles:
 
     @contextlib.contextmanager
     def _flock(self, target: str, folder: bool) -> Iterator[None]:
-        """``flock`` on a folder (created if missing) or on a lock file; no-op off local disk."""
-        if not self._local:  # object stores: writers must not overlap
-            yield
-            return
+        """``flock`` on a folder (created if missing) or on a lock file."""
         os.makedirs(target if folder else os.path.dirname(target), exist_ok=True)
         fd = os.open(target, os.O_RDONLY) if folder else os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -151,14 +200,28 @@ class LakeFiles:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def _object_lock(self, lock_path: str) -> contextlib.AbstractContextManager[None]:
+        if not self._s3:
+            raise NotImplementedError(f"no lock for the lake's filesystem {self.fs.protocol!r}: "
+                                      "use a local path or s3://")
+        ttl, timeout = (self.storage.lock_ttl_s, self.storage.lock_timeout_s) if self.storage else (120.0, 600.0)
+        return ObjectLock(self.fs, self._strip(lock_path), ttl, timeout)
+
     def lock_partition(self, path: str) -> contextlib.AbstractContextManager[None]:
-        """Exclusive lock on the folder holding ``path``: partitions lock themselves, so a new
-        day costs no extra lock file."""
-        return self._flock(self._strip(path).rsplit("/", 1)[0], folder=True)
+        """Exclusive lock on the partition folder holding ``path``. Locally the folder locks
+        itself (a new day costs no extra lock file); on S3 a lock object under ``_state/locks``."""
+        folder = self._strip(path).rsplit("/", 1)[0]
+        if self._local:
+            return self._flock(folder, folder=True)
+        rel = folder[len(self._strip(self.root)):].strip("/")
+        return self._object_lock(self.paths.partition_lock(rel))
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
-        """Exclusive lock named ``key`` across processes on one host (``_state/locks``)."""
-        return self._flock(self._strip(self.paths.lock(key)), folder=False)
+        """Exclusive lock named ``key`` (``_state/locks``): across processes on one host for a
+        local lake, across machines on S3."""
+        if self._local:
+            return self._flock(self._strip(self.paths.lock(key)), folder=False)
+        return self._object_lock(self.paths.lock(key))
 
 
 class Store:

@@ -174,5 +174,10 @@ class LakePaths:
     def lock(self, key: str) -> str:
         return self._join("_state", "locks", f"{_safe_name(key, 'lock key')}.lock")
 
+    def partition_lock(self, folder: str) -> str:
+        """The lock object of a partition folder (relative to the root) on an object store:
+        ``raw/bars/trade_date=2024-01-02`` -> ``_state/locks/part.raw.bars.trade_date-2024-01-02.lock``."""
+        return self.lock("part." + folder.strip("/").replace("/", ".").replace("=", "-"))
+
     def prefect_results(self) -> str:
         return self._join("_state", "prefect-results")

@@ -1,0 +1,142 @@
+"""Several workers against a Prefect server on PostgreSQL: two ``prefect worker`` processes on
+one process pool share a replay of sessions (6 by default, 20 with SCALE_REPLAY_SESSIONS=20), submitted in date order as runs of a daily
+deployment (each session one run, idempotency key per session)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers_pipeline import fast_config
+from helpers_server import BIN, stop_group
+
+from kline.calendar import sessions_in_range
+from kline.lake import Lake
+
+REPO = Path(__file__).resolve().parents[2]
+POOL = "kline-scale"
+# 20 XSHG sessions take about 9 minutes here (a process per run, one run at a time on 2 cores):
+# the default run replays the last 6; SCALE_REPLAY_SESSIONS=20 replays them all
+SESSIONS = int(os.environ.get("SCALE_REPLAY_SESSIONS", "6"))
+FIRST, LAST = dt.date(2024, 2, 19), dt.date(2024, 3, 15)
+
+
+
+def replay_config() -> str:
+    """fast_config with one session per run in mind: no Data Docs, the LSTM retrained every 10
+    sessions, a walk-forward of the LSTM and persistence only."""
+    text = fast_config().replace("[train]\n", '[train]\nretrain = "every_n"\nretrain_every = 10\n')
+    text = text.replace("[backtest]\n", '[backtest]\nmodels = ["lstm", "persistence"]\n')
+    return text + "[validation]\ndata_docs = false\n"
+
+
+def cli(env: dict, *args: str) -> str:
+    out = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=env, cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    return out.stdout
+
+
+def start_workers(env: dict, home: Path, n: int) -> list[tuple[subprocess.Popen, Path]]:
+    """``n`` process workers on ``POOL``, each logging which flow runs it submitted."""
+    out = []
+    for i in range(n):
+        log = home / f"worker-{i}.log"
+        wenv = {**env, "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_WORKER_QUERY_SECONDS": "1",
+                "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+        proc = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name", f"w{i}",
+                                 "--limit", "1"], env=wenv, cwd=REPO, stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        out.append((proc, log))
+    return out
+
+
+def ran_by(log: Path) -> set[str]:
+    """Flow runs a worker started: those it submitted less those the server refused it (both
+    workers may reach for one run; the server lets one claim it)."""
+    text = log.read_text()
+    aborted = set(re.findall(r"Aborted submission of flow run '([0-9a-f-]{36})'", text))
+    return set(re.findall(r"submitting flow run '([0-9a-f-]{36})'", text)) - aborted
+
+
+def replay_through_deployment(deployment: str, days: list[dt.date], timeout: float = 300) -> list:
+    """Each session in order as one run of ``deployment``, waiting for it before the next (a
+    daily run picks up where the previous one stopped); the idempotency key makes a repeated
+    submission return the existing run."""
+    from prefect.deployments import run_deployment
+
+    runs = []
+    for d in days:
+        fr = run_deployment(deployment, parameters={"run_date": d.isoformat()}, idempotency_key=f"replay-{d}",
+                            timeout=timeout)
+        assert fr.state.is_completed(), f"{d}: {fr.state.name} {fr.state.message}"
+        runs.append(fr)
+    return runs
+
+
+@pytest.mark.timeout(900)
+def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_server, tmp_path):
+    from prefect import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.daily import daily_flow
+    from kline.registry import get_champion, list_versions
+
+    env, home = pg_prefect_server["env"], pg_prefect_server["home"]
+    lake_root = str(tmp_path / "lake")
+    cfg = tmp_path / "kline.toml"
+    cfg.write_text(replay_config())
+    days = sessions_in_range(FIRST, LAST, "XSHG")[-SESSIONS:]
+    assert len(days) == SESSIONS
+
+    cli(env, "work-pool", "create", POOL, "--type", "process")
+    workers = start_workers(env, home, 2)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: pg_prefect_server["url"]}):
+            daily_flow.from_source(source=str(REPO), entrypoint="flows/daily.py:daily_flow").deploy(
+                name="replay", work_pool_name=POOL, parameters={"lake": lake_root, "config_file": str(cfg)},
+                print_next_steps=False)
+            t0 = time.perf_counter()
+            runs = replay_through_deployment("kline-daily/replay", days)
+            wall = time.perf_counter() - t0
+            again = replay_through_deployment("kline-daily/replay", days)  # submitted twice: the same runs
+            with get_client(sync_client=True) as client:
+                dep = client.read_deployment_by_name("kline-daily/replay")
+                from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+                all_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+    finally:
+        for proc, _ in workers:
+            stop_group(proc, signal.SIGTERM, 30)
+    print(f"\n{SESSIONS}-session replay through 2 process workers on a PostgreSQL server: {wall:.1f} s")
+
+    # no session computed twice: one run per session, each submitted by exactly one worker
+    assert [r.id for r in again] == [r.id for r in runs]
+    assert sorted(r.parameters["run_date"] for r in all_runs) == [d.isoformat() for d in days]
+    by_worker = [ran_by(log) for _, log in workers]
+    ids = {str(r.id) for r in runs}
+    assert set.union(*by_worker) == ids and not set.intersection(*by_worker)
+    assert all(by_worker), f"one worker took every run: {[len(w) for w in by_worker]}"
+
+    # no partition written twice: the ingest log's ranges do not overlap and its partition
+    # count is the lake's
+    lake = Lake(lake_root)
+    log = sorted(lake.read_ingest_log(), key=lambda e: e["start"])
+    assert all(a["end"] < b["start"] for a, b in zip(log, log[1:], strict=False)), json.dumps(log)[:2000]
+    assert sum(e["partitions"] for e in log) == len(lake.raw_dates())
+    assert [e["as_of"] for e in log] == [d.isoformat() for d in days]
+
+    # one champion history: one metrics row set per session, a champion that is registered
+    history = lake.read_table(lake.paths.metrics_history()).to_pandas()
+    assert sorted(pd.to_datetime(history["run_date"]).dt.date.unique()) == days
+    assert not history.duplicated(["run_date", "model"]).any()
+    champion = get_champion(lake, "lstm")
+    assert champion and champion["version"] in list_versions(lake, "lstm")
