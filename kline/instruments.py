@@ -45,7 +45,7 @@ class Instrument:
 def _classify(code: str, suffix: str) -> tuple[str, str, str]:
     """(asset_type, exchange, board) for a six-digit code and its suffix."""
     if suffix == "SH":
-        if code.startswith("000") or code.startswith("880") or code.startswith("95"):
+        if code.startswith(("000", "880", "95")):
             return "index", "SSE", "index"
         if code.startswith(("688", "689")):
             return "stock", "SSE", "star"
@@ -80,7 +80,8 @@ def validate_symbol(symbol: str, allow_foreign: bool = False) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _lookup(symbol: str, calendar: str | None) -> Instrument:
+def instrument(symbol: str, calendar: str | None = None) -> Instrument:
+    """Look up a symbol. Foreign tickers need an explicit ``calendar``."""
     m = A_SHARE_RE.match(symbol)
     if m:
         asset, exchange, board = _classify(m.group(1), m.group(2))
@@ -92,8 +93,3 @@ def _lookup(symbol: str, calendar: str | None) -> Instrument:
         )
     validate_symbol(symbol, allow_foreign=True)
     return Instrument(symbol, "stock", calendar, "foreign", calendar)
-
-
-def instrument(symbol: str, calendar: str | None = None) -> Instrument:
-    """Look up a symbol. Foreign tickers need an explicit ``calendar``."""
-    return _lookup(symbol, calendar)
