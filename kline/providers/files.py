@@ -136,11 +136,7 @@ def closest_layout(columns: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _strip_suffix(name: str) -> str | None:
-    low = name.lower()
-    for suf in SUFFIXES:
-        if low.endswith(suf):
-            return name[: -len(suf)]
-    return None
+    return next((name[: -len(suf)] for suf in SUFFIXES if name.lower().endswith(suf)), None)
 
 
 def parse_dates(values: pd.Series, where: str) -> pd.Series:
@@ -324,9 +320,8 @@ class FileProvider:
             df["pre_close"] = (num["close"] - num["change"]).round(4).to_numpy(dtype="float64")
         else:
             df["pre_close"] = np.nan
-        adj_close = num["adj_close"].to_numpy(dtype="float64") if "adj_close" in num else None
-        if adj_close is not None:
-            df["adj_close"] = adj_close
+        if "adj_close" in num:
+            df["adj_close"] = num["adj_close"].to_numpy(dtype="float64")
 
         df = df.sort_values("trade_date", kind="stable").reset_index(drop=True)
         same = df.duplicated(keep="first")
@@ -445,11 +440,6 @@ class FileProvider:
             st_periods=side("st_periods", ST_SCHEMA, ["start_date", "end_date"]),
             stk_limit=lim.reset_index(drop=True),
         )
-
-    def date_range(self, symbols: Sequence[str]) -> tuple[dt.date, dt.date] | None:
-        """First and last date over the files of ``symbols`` (for a CLI default range)."""
-        days = [d for s, p in self.resolve(symbols).items() for d in self._parsed(s, p).bars["trade_date"]]
-        return (min(days), max(days)) if days else None
 
 
 def make_file_provider(settings: Any) -> FileProvider:
