@@ -30,7 +30,6 @@ import logging
 import tomllib
 import warnings
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -152,6 +151,7 @@ def holiday_file_years(code: str, path: str) -> dict[int, tuple[dt.date, ...]]:
 def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[str, dt.date]]]:
     """Layers 1-2 (files): sessions from exchange-calendars, extended by whole file years
     through a subclass of the library's own calendar class."""
+    import exchange_calendars as xcals
     from exchange_calendars.precomputed_exchange_calendar import PrecomputedExchangeCalendar
 
     base = _library_class(code)
@@ -163,7 +163,7 @@ def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[
         bmax = base.bound_max()
         if bmax is not None:
             lib_end = min(lib_end, bmax.date())
-    sources = [(f"exchange-calendars {_version()}", lib_end)]
+    sources = [(f"exchange-calendars {xcals.__version__}", lib_end)]
     extra: list[dt.date] = []
     end = lib_end
     for path in files:
@@ -193,13 +193,6 @@ def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[
     return cal.sessions.values.astype("datetime64[D]"), sources
 
 
-def _version() -> str:
-    try:
-        return metadata.version("exchange-calendars")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "?"
-
-
 def _weekdays(start: dt.date, end: dt.date) -> np.ndarray:
     days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1, dtype="datetime64[D]")
     return days[np.is_busday(days)]
@@ -215,6 +208,7 @@ def _as_d64(days: Iterable[dt.date]) -> np.ndarray:
 
 
 def _built(code: str) -> Built:
+    """``code``'s sessions (sorted ``datetime64[D]``) with this context's layers."""
     return _build(code, current_layers(code))
 
 
@@ -267,11 +261,6 @@ def _build(code: str, layers: Layers) -> Built:
     return Built(code, s, known_through, tuple(sources), tuple(disagreements), tuple(no_bar))
 
 
-def _session_array(code: str) -> np.ndarray:
-    """All sessions of the calendar (layers included) as sorted ``datetime64[D]``."""
-    return _built(code).sessions
-
-
 def _d64(day: dt.date) -> np.datetime64:
     return np.datetime64(day, "D")
 
@@ -282,7 +271,7 @@ def _to_date(x: np.datetime64) -> dt.date:
 
 def calendar_bounds(code: str = A_SHARE_CALENDAR) -> tuple[dt.date, dt.date]:
     """First and last session the calendar holds (provisional ones included)."""
-    s = _session_array(code)
+    s = _built(code).sessions
     return _to_date(s[0]), _to_date(s[-1])
 
 
@@ -321,7 +310,7 @@ def fingerprint(code: str, end: dt.date) -> str:
 
 
 def is_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> bool:
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day))
     return bool(i < len(s) and s[i] == _d64(day))
 
@@ -333,7 +322,7 @@ def sessions_in_range(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR
 
 def sessions_array(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -> np.ndarray:
     """Like ``sessions_in_range`` but as ``datetime64[D]`` (fast, for vector code)."""
-    s = _session_array(code)
+    s = _built(code).sessions
     lo = np.searchsorted(s, _d64(start), side="left")
     hi = np.searchsorted(s, _d64(end), side="right")
     return s[lo:hi]
@@ -341,7 +330,7 @@ def sessions_array(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -
 
 def previous_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     """Latest session strictly before ``day``."""
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day), side="left")
     if i == 0:
         raise CalendarError(f"no {code} session before {day}")
@@ -350,7 +339,7 @@ def previous_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
 
 def next_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     """Earliest session strictly after ``day`` (provisional past the known calendar)."""
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day), side="right")
     if i >= len(s):
         raise CalendarError(f"no {code} session after {day} in the calendar")
