@@ -31,7 +31,7 @@ from kline.config import ValidationConfig
 from kline.instruments import Instrument
 from kline.jsonable import jsonable
 from kline.rules import InstrumentFacts, limit_table
-from kline.schema import BAR_COLUMNS, KEY_COLUMNS
+from kline.schema import BAR_COLUMNS, FLOAT_COLUMNS, KEY_COLUMNS
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -56,7 +56,7 @@ GX_COLUMNS = [ROW_ID, *BAR_COLUMNS, *CHECK_COLUMNS]
 _COLUMN_TYPES = {
     "symbol": "str",
     "trade_date": "date",
-    **{c: "float64" for c in ["open", "high", "low", "close", "pre_close", "volume", "amount"]},
+    **{c: "float64" for c in FLOAT_COLUMNS},
     "source": "str",
     "ingested_at": "Timestamp",
 }
@@ -171,10 +171,10 @@ def derive_checks(
     frame = frame.reset_index(drop=True)
     frame.insert(0, ROW_ID, np.arange(len(frame), dtype="int64"))
     rows = _Rows.of(frame, instruments)
-    prev_days = _previous_days(previous)
+    prev_days, prev_closes = _previous(previous)
     is_session, session_pos = _session_checks(frame, rows, prev_days, today)
     _limit_checks(frame, rows, facts)
-    _continuity_checks(frame, rows, previous, prev_days, is_session, session_pos)
+    _continuity_checks(frame, rows, prev_days, prev_closes, is_session, session_pos)
     return frame
 
 
@@ -266,9 +266,8 @@ def _limit_checks(frame: pd.DataFrame, r: _Rows, facts: InstrumentFacts | None) 
     frame["chk_index_move"] = np.where(r.is_index, np.abs(ret), np.nan)
 
 
-def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
-                       prev_days: Mapping[str, np.datetime64], is_session: np.ndarray,
-                       session_pos: np.ndarray) -> None:
+def _continuity_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np.datetime64],
+                       prev_closes: Mapping[str, float], is_session: np.ndarray, session_pos: np.ndarray) -> None:
     """``chk_pre_close_diff`` and ``chk_sessions_missing`` against the previous row of the same
     symbol: the row before in the sorted frame, or for a symbol's first row its last curated bar."""
     n, codes, has_day = r.n, r.codes, r.has_day
@@ -283,7 +282,6 @@ def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
     # non-sessions are the trading_session rule's business, not a gap.
     inner = prev_known & is_session
     gap[1:][inner[1:]] = np.maximum(session_pos[1:] - session_pos[:-1] - 1, 0)[inner[1:]]
-    prev_closes = _previous_closes(previous)
     for i in np.flatnonzero(first):
         sym = r.uniq[codes[i]] if codes[i] >= 0 else None
         prev_close[i] = np.nan
@@ -302,29 +300,19 @@ def _as_date(x: np.datetime64) -> dt.date:
     return pd.Timestamp(x).date()
 
 
-def _previous_days(previous: pd.DataFrame) -> dict[str, np.datetime64]:
+def _previous(previous: pd.DataFrame) -> tuple[dict[str, np.datetime64], dict[str, float]]:
+    """Per symbol, the day and the close of its last curated bar (``derive_checks``' ``previous``)."""
     if previous is None or previous.empty:
-        return {}
-    d = pd.to_datetime(previous["trade_date"]).to_numpy().astype("datetime64[D]")
-    return dict(zip(previous["symbol"].astype(str), d, strict=True))
+        return {}, {}
+    symbols = previous["symbol"].astype(str)
+    days = pd.to_datetime(previous["trade_date"]).to_numpy().astype("datetime64[D]")
+    return dict(zip(symbols, days, strict=True)), dict(zip(symbols, previous["close"].astype(float), strict=True))
 
 
-def _previous_closes(previous: pd.DataFrame) -> dict[str, float]:
-    if previous is None or previous.empty:
-        return {}
-    return dict(zip(previous["symbol"].astype(str), previous["close"].astype(float), strict=True))
+@dataclass(frozen=True, kw_only=True)
+class ExpectationOutcome(Expectation):
+    """A rule and what GX found for it: ``failed_rows`` are ``row_id`` values (row scope)."""
 
-
-@dataclass
-class ExpectationOutcome:
-    """What GX found for one rule: ``failed_rows`` are ``row_id`` values (row scope)."""
-
-    rule: str
-    severity: str
-    scope: str
-    gx_type: str
-    kwargs: dict[str, Any]
-    description: str
     success: bool
     unexpected_count: int
     failed_rows: np.ndarray
@@ -444,8 +432,7 @@ def _outcome(e: Expectation, r: Any) -> ExpectationOutcome:
     idx = res.get("unexpected_index_list") or []
     exc = r.exception_info or {}
     return ExpectationOutcome(
-        rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
-        description=e.description, success=bool(r.success),
+        **vars(e), success=bool(r.success),
         unexpected_count=int(res.get("unexpected_count") or 0),
         failed_rows=np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64"),
         observed=jsonable(res.get("observed_value")),
