@@ -17,8 +17,6 @@ A_SHARE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 # A plain ticker for file imports of foreign symbols (SPX, GOOG, BRK.B): never a path.
 TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,14}(\.[A-Z]{1,3})?$")
 
-BOARDS = ("main", "chinext", "star", "bse", "index", "foreign")
-
 
 class SymbolError(ValueError):
     """A symbol that is not a well-formed code."""
@@ -29,7 +27,7 @@ class Instrument:
     symbol: str
     asset_type: str  # "index" or "stock"
     exchange: str  # "SSE", "SZSE", "BSE" or the calendar code of a foreign symbol
-    board: str  # one of BOARDS
+    board: str  # main, chinext, star, bse, index or foreign
     calendar: str  # exchange-calendars code
 
     @property

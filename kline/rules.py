@@ -343,8 +343,3 @@ def st_periods_from_namechange(names: pd.DataFrame, source: str) -> pd.DataFrame
     })
     out["end_date"] = out["end_date"].astype(object).where(out["end_date"].notna(), None)
     return out.sort_values(["symbol", "start_date"]).reset_index(drop=True)
-
-
-__all__ = ["BOARD_RULES", "LISTING_RULES", "LISTING_SCHEMA", "ST_SCHEMA", "STK_LIMIT_SCHEMA",
-           "BoardRule", "InstrumentFacts", "describe_limit_sources", "Limit", "LimitTable", "ListingRule", "empty_frame",
-           "limit_of", "limit_table", "st_periods_from_namechange"]

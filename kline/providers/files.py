@@ -87,14 +87,10 @@ class _Parsed:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _lower_map(columns: Sequence[str]) -> dict[str, str]:
-    return {str(c).strip().lower(): c for c in columns}
-
-
 def detect_layout(columns: Sequence[str], mapping: Mapping[str, str] | None = None) -> Layout | None:
     """The layout of a file with these header names, or None when none fits."""
     cols = [str(c) for c in columns]
-    low = _lower_map(cols)
+    low = {c.strip().lower(): c for c in cols}
     if mapping:
         return Layout("mapping", dict(mapping), describe="explicit column mapping from config")
     if {"ts_code", "trade_date", "open", "high", "low", "close", "vol"} <= low.keys():
@@ -449,6 +445,3 @@ def make_file_provider(settings: Any) -> FileProvider:
     provider = FileProvider(cfg.source, cfg.calendar, cfg.columns, cfg.calendars, cfg.estimate_amount)
     provider.resolve(settings.symbols)
     return provider
-
-
-__all__ = ["FileProvider", "Layout", "detect_layout", "make_file_provider", "parse_dates", "read_table_file"]
