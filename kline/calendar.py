@@ -444,18 +444,11 @@ def run_layers(cfg, codes: Iterable[str], lake=None, vendor: VendorCalendar | No
         if not Path(f).is_file():
             raise CalendarError(f"calendar.holiday_file: file not found: {f}")
     raw = sorted(lake.raw_dates(end=as_of)) if lake is not None else []
-    no_bars = _no_bar_days(raw)
-    out = {}
-    for code in set(codes) | {A_SHARE_CALENDAR}:
-        a_share = code == A_SHARE_CALENDAR
-        out[code] = Layers(
-            holidays=_cfg_days(cfg.holidays, "holidays") if a_share else frozenset(),
-            extra_sessions=_cfg_days(cfg.extra_sessions, "extra_sessions") if a_share else frozenset(),
-            holiday_files=files,
-            vendor=vendor if a_share else None,
-            no_bar_days=no_bars,
-            last_bar_day=raw[-1] if raw else None,
-        )
+    common = Layers(holiday_files=files, no_bar_days=_no_bar_days(raw), last_bar_day=raw[-1] if raw else None)
+    out = dict.fromkeys(codes, common)
+    out[A_SHARE_CALENDAR] = dataclasses.replace(
+        common, holidays=_cfg_days(cfg.holidays, "holidays"), vendor=vendor,
+        extra_sessions=_cfg_days(cfg.extra_sessions, "extra_sessions"))
     return out
 
 
