@@ -8,6 +8,7 @@ are imported only by the commands that run flows, so ``--help`` and ``status`` s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -242,10 +243,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     print(f"serving reports at {server.public_url}/reports/ and Data Docs at "
           f"{server.public_url}/validation/docs/index.html (lake {server.lake.root}, read-only); Ctrl-C to stop",
           flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 
