@@ -254,7 +254,7 @@ def _build(code: str, layers: Layers) -> Built:
         kt, last = np.datetime64(known_through, "D"), np.datetime64(layers.last_bar_day, "D")
         cand = s[(s > kt) & (s <= last)]
         have = _as_d64(layers.no_bar_days)
-        no_bar = [_to_date(x) for x in np.intersect1d(cand, have)]
+        no_bar = [to_date(x) for x in np.intersect1d(cand, have)]
         s = np.setdiff1d(s, _as_d64(no_bar))
     for line in disagreements:
         log.warning(line)
@@ -265,14 +265,15 @@ def _d64(day: dt.date) -> np.datetime64:
     return np.datetime64(day, "D")
 
 
-def _to_date(x: np.datetime64) -> dt.date:
+def to_date(x: np.datetime64) -> dt.date:
+    """A ``datetime64`` session label as a ``datetime.date``."""
     return pd.Timestamp(x).date()
 
 
 def calendar_bounds(code: str = A_SHARE_CALENDAR) -> tuple[dt.date, dt.date]:
     """First and last session the calendar holds (provisional ones included)."""
     s = _built(code).sessions
-    return _to_date(s[0]), _to_date(s[-1])
+    return to_date(s[0]), to_date(s[-1])
 
 
 def known_through(code: str = A_SHARE_CALENDAR) -> dt.date:
@@ -317,7 +318,7 @@ def is_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> bool:
 
 def sessions_in_range(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -> list[dt.date]:
     """Sessions with ``start <= session <= end`` (both inclusive), ascending."""
-    return [_to_date(x) for x in sessions_array(start, end, code)]
+    return [to_date(x) for x in sessions_array(start, end, code)]
 
 
 def sessions_array(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -> np.ndarray:
@@ -334,7 +335,7 @@ def previous_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     i = np.searchsorted(s, _d64(day), side="left")
     if i == 0:
         raise CalendarError(f"no {code} session before {day}")
-    return _to_date(s[i - 1])
+    return to_date(s[i - 1])
 
 
 def next_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
@@ -343,7 +344,7 @@ def next_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     i = np.searchsorted(s, _d64(day), side="right")
     if i >= len(s):
         raise CalendarError(f"no {code} session after {day} in the calendar")
-    return _to_date(s[i])
+    return to_date(s[i])
 
 
 def session_on_or_before(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
@@ -459,4 +460,4 @@ def _no_bar_days(raw: list[dt.date]) -> frozenset[dt.date]:
         return frozenset()
     start = max(raw[0], raw[-1] - dt.timedelta(days=731))
     weekdays = _weekdays(start, raw[-1])
-    return frozenset(_to_date(x) for x in np.setdiff1d(weekdays, _as_d64(raw)))
+    return frozenset(to_date(x) for x in np.setdiff1d(weekdays, _as_d64(raw)))

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kline.calendar import sessions_array
+from kline.calendar import sessions_array, to_date
 from kline.config import ValidationConfig
 from kline.instruments import Instrument
 from kline.jsonable import jsonable
@@ -223,21 +223,18 @@ def _session_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np.da
     with one sorted session array per calendar, indexed once for the whole chunk."""
     is_session = np.zeros(r.n, dtype=bool)
     session_pos = np.zeros(r.n, dtype="int64")
-    if not r.has_day.any():
-        frame["chk_is_session"] = np.full(r.n, None, dtype=object)
-        frame["chk_not_future"] = np.full(r.n, None, dtype=object)
-        return is_session, session_pos
     days = r.days
-    lo = min(days[r.has_day].min(), *prev_days.values()) if prev_days else days[r.has_day].min()
-    hi = days[r.has_day].max()
-    for cal in {c for c in r.cal_of_code if c}:
-        m = (r.row_cal == cal) & r.has_day
-        if not m.any():
-            continue
-        sess = sessions_array(_as_date(lo), _as_date(hi), cal)
-        pos = np.searchsorted(sess, days[m])
-        is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
-        session_pos[m] = pos
+    if r.has_day.any():  # else both checks are None on every row
+        lo = min(days[r.has_day].min(), *prev_days.values()) if prev_days else days[r.has_day].min()
+        hi = days[r.has_day].max()
+        for cal in {c for c in r.cal_of_code if c}:
+            m = (r.row_cal == cal) & r.has_day
+            if not m.any():
+                continue
+            sess = sessions_array(to_date(lo), to_date(hi), cal)
+            pos = np.searchsorted(sess, days[m])
+            is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
+            session_pos[m] = pos
     frame["chk_is_session"] = np.where(r.has_day, is_session, None)
     frame["chk_not_future"] = np.where(r.has_day, days <= np.datetime64(today, "D"), None)
     return is_session, session_pos
@@ -289,15 +286,11 @@ def _continuity_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np
             prev_close[i] = prev_closes[sym]
             prev_known[i] = True
             if is_session[i]:
-                d, cal = _as_date(prev_days[sym]), r.row_cal[i]
-                between = sessions_array(d + dt.timedelta(days=1), _as_date(r.days[i]) - dt.timedelta(days=1), cal)
+                d, cal = to_date(prev_days[sym]), r.row_cal[i]
+                between = sessions_array(d + dt.timedelta(days=1), to_date(r.days[i]) - dt.timedelta(days=1), cal)
                 gap[i] = len(between)
     frame["chk_pre_close_diff"] = np.where(prev_known, np.abs(r.pre_close - prev_close), np.nan)
     frame["chk_sessions_missing"] = gap.astype("float64")
-
-
-def _as_date(x: np.datetime64) -> dt.date:
-    return pd.Timestamp(x).date()
 
 
 def _previous(previous: pd.DataFrame) -> tuple[dict[str, np.datetime64], dict[str, float]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kline.calendar import calendar_info, sessions_array
+from kline.calendar import calendar_info, sessions_array, to_date
 from kline.config import Settings
 from kline.instruments import SymbolError
 from kline.lake import Lake
@@ -30,7 +30,7 @@ def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     rows = []
     for sym, g in keys.groupby("symbol", sort=True) if not keys.empty else []:
         dates = np.sort(pd.to_datetime(g["trade_date"]).to_numpy().astype("datetime64[D]"))
-        first, last = pd.Timestamp(dates[0]).date(), pd.Timestamp(dates[-1]).date()
+        first, last = to_date(dates[0]), to_date(dates[-1])
         try:
             expected = sessions_array(first, last, instrument_for(sym, settings).calendar)
             missing = int(len(np.setdiff1d(expected, dates)))
