@@ -45,12 +45,10 @@ HOLIDAY_FILE = Path(__file__).with_name("holidays.toml")
 # Closures that fall on the same dates every year: what a provisional calendar can assume.
 # XSHG: New Year's Day, Labour Day (1-5 May), National Day (1-7 October); the lunar holidays
 # (Spring Festival, Qingming, Dragon Boat, Mid-Autumn) move and are only known once published.
+_CHINA_FIXED = ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8)))
+_US_FIXED = ((1, 1), (7, 4), (12, 25))
 FIXED_CLOSURES: dict[str, tuple[tuple[int, int], ...]] = {
-    "XSHG": ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8))),
-    "XSHE": ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8))),
-    "XNYS": ((1, 1), (7, 4), (12, 25)),
-    "XNAS": ((1, 1), (7, 4), (12, 25)),
-}
+    "XSHG": _CHINA_FIXED, "XSHE": _CHINA_FIXED, "XNYS": _US_FIXED, "XNAS": _US_FIXED}
 
 
 class CalendarError(ValueError):

@@ -386,10 +386,8 @@ class FileProvider:
     def fetch_adj_factor(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """``Adj Close / Close`` per row for files that carry an adjusted close (Yahoo); empty
         for every other layout."""
-        frames = []
-        for sym, path in self.resolve(symbols).items():
-            adj = self._parsed(sym, path).adj
-            frames.append(adj[(adj["trade_date"] >= start) & (adj["trade_date"] <= end)])
+        adjs = [self._parsed(sym, path).adj for sym, path in self.resolve(symbols).items()]
+        frames = [a[(a["trade_date"] >= start) & (a["trade_date"] <= end)] for a in adjs]
         frames = [f for f in frames if len(f)]
         if not frames:
             return ADJ_SCHEMA.empty_table().to_pandas()
