@@ -94,13 +94,14 @@ def _print_status_table(rows: list[dict]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from flows._common import calendar_codes
+    from kline.calendar import calendar_info
     from kline.lake import Lake
-    from kline.status import calendar_lines, calendar_status, lake_status
+    from kline.status import calendar_lines, lake_status
 
     settings = _settings(args)
     lake = Lake(settings.lake)
     rows = lake_status(lake, settings)
-    calendars = calendar_status(sorted(calendar_codes(settings)))
+    calendars = [calendar_info(c) for c in sorted(calendar_codes(settings))]
     if args.json:
         print(json.dumps({"lake": lake.root, "symbols": rows, "calendars": calendars}, indent=2, default=str))
     else:
@@ -114,8 +115,7 @@ def _run_flow(fn, **params) -> tuple[int, Any]:
     state = fn(**params, return_state=True)
     if state.is_completed():
         return EXIT_OK, state.result()
-    msg = state.message or state.name
-    print(f"kline: the pipeline failed: {msg}", file=sys.stderr)
+    print(f"kline: the pipeline failed: {state.message or state.name}", file=sys.stderr)
     return EXIT_FAILED, None
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kline.calendar import calendar_info, sessions_array, to_date
+from kline.calendar import sessions_array, to_date
 from kline.config import Settings
 from kline.instruments import SymbolError
 from kline.lake import Lake
@@ -45,14 +45,8 @@ def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     return rows
 
 
-def calendar_status(codes: list[str]) -> list[dict]:
-    """Per calendar: known for sure through which date, from which source (layer by layer),
-    and the provisional days treated as closures because no bar exists on them."""
-    return [calendar_info(c) for c in sorted(set(codes))]
-
-
 def calendar_lines(infos: list[dict]) -> list[str]:
-    """One line per calendar for the terminal."""
+    """One line per calendar (``kline.calendar.calendar_info``) for the terminal."""
     out = []
     for i in infos:
         layers = "; ".join(f"{x['source']} through {x['through']}" for x in i["layers"])

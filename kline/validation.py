@@ -193,8 +193,9 @@ def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> DocsSite | 
     if not cfg.data_docs or "://" in lake.root:
         return None
     return DocsSite(site_dir=lake.paths.data_docs_dir(), results_dir=f"{lake.paths.validation_results_dir()}/gx",
-                    history=cfg.docs_history, links=docs_links(lake, run_date),
-                    index_links={"kline reports": lake.paths.reports_index()})
+                    history=cfg.docs_history, index_links={"kline reports": lake.paths.reports_index()},
+                    links={f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
+                           "all kline reports": lake.paths.reports_index()})
 
 
 def _row_verdicts(frame: pd.DataFrame, critical: list[Any]) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
@@ -225,12 +226,6 @@ def asset_name(source: str, start: dt.date, end: dt.date, symbols: list[str]) ->
     """What the Data Docs call the validated data: source, span and universe of the chunk."""
     shown = ", ".join(symbols[:6]) + (f" and {len(symbols) - 6} more" if len(symbols) > 6 else "")
     return f"raw bars from {source}, {start.isoformat()} .. {end.isoformat()} ({shown})"
-
-
-def docs_links(lake: Lake, run_date: dt.date) -> dict[str, str]:
-    """Links a run's validation pages carry: the run date's report and all reports."""
-    return {f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
-            "all kline reports": lake.paths.reports_index()}
 
 
 def _reason(rules: Iterable[str], check: Any) -> str:
