@@ -85,43 +85,31 @@ class Expectation:
 
 def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
     """The bar suite in evaluation order; ``today`` bounds trade_date (Asia/Shanghai)."""
-    schema = [
+    return [
         Expectation("schema_columns", CRITICAL, "chunk", "ExpectTableColumnsToMatchSet",
                     {"column_set": GX_COLUMNS, "exact_match": True},
                     "exactly the canonical columns (plus the derived check columns)"),
-    ]
-    schema += [
-        Expectation(f"schema_type_{c}", CRITICAL, "chunk", "ExpectColumnValuesToBeOfType",
-                    {"column": c, "type_": t}, f"{c} has type {t}")
-        for c, t in _COLUMN_TYPES.items()
-    ]
-    rows = [
-        Expectation(f"not_null_{c}", CRITICAL, "row", "ExpectColumnValuesToNotBeNull",
-                    {"column": c}, f"{c} is present")
-        for c in ["symbol", "trade_date", "open", "high", "low", "close"]
-    ]
-    rows.append(Expectation("unique_symbol_trade_date", CRITICAL, "row",
-                            "ExpectCompoundColumnsToBeUnique", {"column_list": KEY_COLUMNS},
-                            "one bar per (symbol, trade_date); every copy is rejected"))
-    rows += [
-        Expectation(f"positive_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": 0, "strict_min": True}, f"{c} > 0")
-        for c in ["open", "high", "low", "close", "pre_close"]
-    ]
-    rows += [
-        Expectation(f"non_negative_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": 0}, f"{c} >= 0")
-        for c in ["volume", "amount"]
-    ]
-    rows += [
-        Expectation(f"{a}_{'ge' if a == 'high' else 'le'}_{b}", CRITICAL, "row",
-                    "ExpectColumnPairValuesAToBeGreaterThanB",
-                    {"column_A": a if a == "high" else b, "column_B": b if a == "high" else a,
-                     "or_equal": True, "ignore_row_if": "either_value_is_missing"},
-                    f"{a} {'>=' if a == 'high' else '<='} {b}")
-        for a, b in [("high", "open"), ("high", "close"), ("high", "low"), ("low", "open"), ("low", "close")]
-    ]
-    rows += [
+        *(Expectation(f"schema_type_{c}", CRITICAL, "chunk", "ExpectColumnValuesToBeOfType",
+                      {"column": c, "type_": t}, f"{c} has type {t}")
+          for c, t in _COLUMN_TYPES.items()),
+        *(Expectation(f"not_null_{c}", CRITICAL, "row", "ExpectColumnValuesToNotBeNull",
+                      {"column": c}, f"{c} is present")
+          for c in ["symbol", "trade_date", "open", "high", "low", "close"]),
+        Expectation("unique_symbol_trade_date", CRITICAL, "row",
+                    "ExpectCompoundColumnsToBeUnique", {"column_list": KEY_COLUMNS},
+                    "one bar per (symbol, trade_date); every copy is rejected"),
+        *(Expectation(f"positive_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                      {"column": c, "min_value": 0, "strict_min": True}, f"{c} > 0")
+          for c in ["open", "high", "low", "close", "pre_close"]),
+        *(Expectation(f"non_negative_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                      {"column": c, "min_value": 0}, f"{c} >= 0")
+          for c in ["volume", "amount"]),
+        *(Expectation(f"{a}_{'ge' if a == 'high' else 'le'}_{b}", CRITICAL, "row",
+                      "ExpectColumnPairValuesAToBeGreaterThanB",
+                      {"column_A": a if a == "high" else b, "column_B": b if a == "high" else a,
+                       "or_equal": True, "ignore_row_if": "either_value_is_missing"},
+                      f"{a} {'>=' if a == 'high' else '<='} {b}")
+          for a, b in [("high", "open"), ("high", "close"), ("high", "low"), ("low", "open"), ("low", "close")]),
         Expectation("trading_session", CRITICAL, "row", "ExpectColumnValuesToBeInSet",
                     {"column": "chk_is_session", "value_set": [True]},
                     "trade_date is a session of the instrument's exchange calendar"),
@@ -148,7 +136,6 @@ def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
         Expectation("volume_not_zero", WARNING, "row", "ExpectColumnValuesToNotBeInSet",
                     {"column": "volume", "value_set": [0.0]}, "volume is not zero on a session"),
     ]
-    return schema + rows
 
 
 def derive_checks(
