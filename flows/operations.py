@@ -118,15 +118,13 @@ def desired_automations(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def desired_block(settings: Settings):
     """The notification block wanted (unsaved), or None when no URL is configured."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+
     a = settings.alerts
     if a.webhook_url:
-        from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
         return CustomWebhookNotificationBlock(name="kline", url=a.webhook_url, method="POST",
                                               json_data={"subject": "{{subject}}", "body": "{{body}}"})
     if a.slack_webhook_url:
-        from prefect.blocks.notifications import SlackWebhook
-
         return SlackWebhook(url=a.slack_webhook_url)
     return None
 
