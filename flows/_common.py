@@ -90,16 +90,15 @@ def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:
         raise ValueError(f"{name}: not a date (YYYY-MM-DD): {value!r}") from None
 
 
-def checked(settings: Settings, dates: list[dt.date]) -> Settings:
-    """``settings`` after the preflight checks (symbols, settings, dates): a run started from
-    a deployment refuses bad input before it writes anything, like the CLI does."""
+def checked(settings: Settings, dates: list[dt.date]) -> None:
+    """The preflight checks (symbols, settings, dates): a run started from a deployment
+    refuses bad input before it writes anything, like the CLI does."""
     from kline.preflight import check_dates, check_lake, check_settings, check_symbols
 
     check_symbols(settings)
     check_settings(settings)
     check_dates(settings, dates)
     check_lake(settings)
-    return settings
 
 
 def run_tags(settings: Settings, *extra: str) -> list[str]:

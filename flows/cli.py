@@ -8,6 +8,7 @@ are imported only by the commands that run flows, so ``--help`` and ``status`` s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -64,32 +65,19 @@ def _settings(args: argparse.Namespace):
 def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
     """Everything that can be refused before any work: provider, symbols, settings, dates."""
     from flows._common import checked
-    from kline.calendar import CalendarError
-    from kline.config import ConfigError
-    from kline.instruments import SymbolError
-    from kline.providers import (
-        FatalProviderError,
-        ProviderConfigError,
-        UnknownProviderError,
-        check_provider_name,
-        make_provider,
-    )
+    from kline.providers import FatalProviderError, check_provider_name, make_provider
+    from tasks.secrets import prefect_secret_loader
 
-    try:
+    try:  # every refusal (unknown provider, bad symbol, setting or date) is a ValueError; an unreadable
+        # vendor file is a FatalProviderError
         check_provider_name(settings.provider)
         checked(settings, dates)
-        if settings.provider == "tushare" and settings.tushare.secret_block:
-            from tasks.secrets import prefect_secret_loader
-
-            make_provider(settings, token_loader=prefect_secret_loader)
-        else:
-            provider = make_provider(settings)
-            if settings.provider == "file":  # a file that cannot be read is bad input, not a failed run
-                for sym, path in provider.resolve(settings.symbols).items():
-                    if provider.date_range([sym]) is None:
-                        raise UsageError(f"{path}: no rows")
-    except (UnknownProviderError, SymbolError, CalendarError, ConfigError, ProviderConfigError, ValueError,
-            FatalProviderError) as exc:
+        provider = make_provider(settings, token_loader=prefect_secret_loader)  # read only for a secret_block
+        if settings.provider == "file":  # a file that cannot be read is bad input, not a failed run
+            for sym, path in provider.resolve(settings.symbols).items():
+                if provider.date_range([sym]) is None:
+                    raise UsageError(f"{path}: no rows")
+    except (ValueError, FatalProviderError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -111,17 +99,18 @@ def _print_status_table(rows: list[dict]) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from flows._common import calendar_codes
+    from kline.calendar import calendar_info
     from kline.lake import Lake
-    from kline.status import calendar_lines, calendar_status, lake_status
+    from kline.status import calendar_lines, lake_status
 
     settings = _settings(args)
-    rows = lake_status(Lake(settings.lake), settings)
-    calendars = calendar_status(sorted(calendar_codes(settings)))
+    lake = Lake(settings.lake)
+    rows = lake_status(lake, settings)
+    calendars = [calendar_info(c) for c in sorted(calendar_codes(settings))]
     if args.json:
-        print(json.dumps({"lake": Lake(settings.lake).root, "symbols": rows, "calendars": calendars},
-                         indent=2, default=str))
+        print(json.dumps({"lake": lake.root, "symbols": rows, "calendars": calendars}, indent=2, default=str))
     else:
-        print(f"lake: {Lake(settings.lake).root}")
+        print(f"lake: {lake.root}")
         _print_status_table(rows)
         print("\n".join(calendar_lines(calendars)))
     return EXIT_OK
@@ -131,8 +120,7 @@ def _run_flow(fn, **params) -> tuple[int, Any]:
     state = fn(**params, return_state=True)
     if state.is_completed():
         return EXIT_OK, state.result()
-    msg = state.message or state.name
-    print(f"kline: the pipeline failed: {msg}", file=sys.stderr)
+    print(f"kline: the pipeline failed: {state.message or state.name}", file=sys.stderr)
     return EXIT_FAILED, None
 
 
@@ -260,10 +248,8 @@ def cmd_docs(args: argparse.Namespace) -> int:
     print(f"serving reports at {server.public_url}/reports/ and Data Docs at "
           f"{server.public_url}/validation/docs/index.html (lake {server.lake.root}, read-only); Ctrl-C to stop",
           flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 
@@ -336,12 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="run the daily pipeline for one date (default: the latest session)")
+
+    def command(name: str, func, help: str, data: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        _add_common(p, data)
+        return p
+
+    p = command("run", cmd_run, "run the daily pipeline for one date (default: the latest session)", data=True)
     p.add_argument("--date", help="run date YYYY-MM-DD (default: the latest closed XSHG session: today's "
                    "only after calendar.close_cutoff, 17:30 Asia/Shanghai)")
-    _add_common(p)
-    p.set_defaults(func=cmd_run)
-    p = sub.add_parser("backfill", help="ingest and validate a historical range in month chunks, then model and report its end")
+    p = command("backfill", cmd_backfill, "ingest and validate a historical range in month chunks, then model "
+                "and report its end", data=True)
     p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future; today's session "
                    "before the close cutoff is capped to the previous one)")
@@ -349,34 +341,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the daily pipeline as of every session in the range (point in time)")
     p.add_argument("--data-only", action="store_true",
                    help="ingest and validate only; no training, backtest or report")
-    _add_common(p)
-    p.set_defaults(func=cmd_backfill)
-    p = sub.add_parser("status", help="what the lake holds, per symbol")
-    _add_common(p, data=False)
+    p = command("status", cmd_status, "what the lake holds, per symbol")
     p.add_argument("--calendar", help="exchange calendar of non-A-share symbols (e.g. XNYS)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_status)
-    p = sub.add_parser("models", help="registered model versions with their spans and metrics")
-    _add_common(p, data=False)
+    p = command("models", cmd_models, "registered model versions with their spans and metrics")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_models)
-    p = sub.add_parser("serve", help="serve the daily (scheduled) and backfill deployments, and the reports and Data Docs, from this process")
-    _add_common(p, data=False)
+    p = command("serve", cmd_serve, "serve the daily (scheduled) and backfill deployments, and the reports "
+                "and Data Docs, from this process")
     p.add_argument("--limit", type=int, help="most flow runs at once")
     p.add_argument("--port", type=int, help="port of the reports / Data Docs server (default [serve] port, 4210)")
     p.add_argument("--no-setup", action="store_true",
                    help="do not run `kline setup` first (it runs when PREFECT_API_URL names a server)")
-    p.set_defaults(func=cmd_serve)
-    p = sub.add_parser("docs", help="serve the lake's reports and Data Docs over HTTP, read-only")
-    _add_common(p, data=False)
+    p = command("docs", cmd_docs, "serve the lake's reports and Data Docs over HTTP, read-only")
     p.add_argument("--host", help="address to bind (default [serve] host, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default [serve] port, 4210; 0 picks a free one)")
-    p.set_defaults(func=cmd_docs)
-    p = sub.add_parser("setup", help="create or update the work pool, vendor budget, alert block and automations "
-                                     "on the Prefect server at PREFECT_API_URL (idempotent)")
-    _add_common(p, data=False)
+    p = command("setup", cmd_setup, "create or update the work pool, vendor budget, alert block and automations "
+                "on the Prefect server at PREFECT_API_URL (idempotent)")
     p.add_argument("--check", action="store_true", help="change nothing; list what differs and exit 1 if anything does")
-    p.set_defaults(func=cmd_setup)
     return parser
 
 

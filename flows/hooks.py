@@ -45,11 +45,6 @@ def failure_markdown(flow_run_name: str, message: str, where: dict | None, faile
     return "\n".join(lines) + "\n"
 
 
-def _from_tasks(failed: list[dict]) -> dict | None:
-    """Where the run failed, read from its failed task runs when the flow recorded nothing."""
-    return {"stage": failed[0]["name"].split("-")[0], "symbols": []} if failed else None
-
-
 def publish_failure(flow, flow_run, state) -> None:
     """``on_failure`` / ``on_crashed`` hook: a markdown artifact (key ``pipeline-failure``) on
     the flow run, then a ``kline.run.failed`` event carrying it (what the failure alert sends)."""
@@ -66,7 +61,9 @@ def publish_failure(flow, flow_run, state) -> None:
             for tr in runs
             if tr.state is not None and tr.state.is_failed()
         ]
-        where = CURRENT_STAGE.pop(str(flow_run.id), None) or _from_tasks(failed)
+        # where the flow said it was, else the stage of its first failed task run
+        where = CURRENT_STAGE.pop(str(flow_run.id), None) or (
+            {"stage": failed[0]["name"].split("-")[0], "symbols": []} if failed else None)
         md = failure_markdown(flow_run.name, state.message or state.name, where, failed)
         client.create_artifact(ArtifactCreate(key=FAILURE_KEY, type="markdown", data=md,
                                               description=f"{flow_run.name} failed",

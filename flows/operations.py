@@ -118,34 +118,21 @@ def desired_automations(settings: Settings) -> dict[str, dict[str, Any]]:
 
 def desired_block(settings: Settings):
     """The notification block wanted (unsaved), or None when no URL is configured."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+
     a = settings.alerts
     if a.webhook_url:
-        from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
         return CustomWebhookNotificationBlock(name="kline", url=a.webhook_url, method="POST",
                                               json_data={"subject": "{{subject}}", "body": "{{body}}"})
     if a.slack_webhook_url:
-        from prefect.blocks.notifications import SlackWebhook
-
         return SlackWebhook(url=a.slack_webhook_url)
     return None
 
 
 def _block_fields(block) -> dict[str, Any]:
-    out = {}
-    for k, v in block.model_dump().items():
-        if k.startswith("_"):  # the saved document's id and name
-            continue
-        out[k] = v.get_secret_value() if hasattr(v, "get_secret_value") else v
-    return out
-
-
-def _saved_block(block):
-    """The saved block of ``block``'s type named ``BLOCK_NAME``, or None."""
-    try:
-        return type(block).load(BLOCK_NAME)
-    except ValueError:
-        return None
+    # fields starting with "_" are the saved document's id and name
+    return {k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            for k, v in block.model_dump().items() if not k.startswith("_")}
 
 
 def _strip(value: Any) -> Any:
@@ -172,25 +159,19 @@ def _same(a, b) -> bool:
     return _strip(a.model_dump(mode="json")) == _strip(b.model_dump(mode="json"))
 
 
-def _pool_state(client) -> str | None:
+def _read(read, name: str, missing: tuple[type[Exception], ...] = ()) -> Any:
+    """``read(name)``, or None when the server has no such object (ObjectNotFound or ``missing``)."""
     from prefect.exceptions import ObjectNotFound
 
     try:
-        pool = client.read_work_pool(WORK_POOL)
-    except ObjectNotFound:
-        return "missing"
-    return None if pool.type == "process" else "differs"
+        return read(name)
+    except (ObjectNotFound, *missing):
+        return None
 
 
-def _limit_state(client, limit: int, decay: float) -> str | None:
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        gcl = client.read_global_concurrency_limit_by_name(TUSHARE_LIMIT)
-    except ObjectNotFound:
-        return "missing"
-    same = gcl.limit == limit and abs(gcl.slot_decay_per_second - decay) < 1e-9 and gcl.active
-    return None if same else "differs"
+def _state(have: Any, same: bool) -> str | None:
+    """``missing``, ``differs`` or None (as wanted) for an object read from the server."""
+    return "missing" if have is None else (None if same else "differs")
 
 
 def _plan(settings: Settings, client, write: bool) -> list[Change]:
@@ -203,17 +184,18 @@ def _plan(settings: Settings, client, write: bool) -> list[Change]:
 
     out: list[Change] = []
 
-    state = _pool_state(client)
+    pool = _read(client.read_work_pool, WORK_POOL)
+    state = _state(pool, pool is not None and pool.type == "process")
     if state and write:
-        if state == "missing":
-            client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
-        else:  # a pool's type cannot be changed in place
+        if state == "differs":  # a pool's type cannot be changed in place
             client.delete_work_pool(WORK_POOL)
-            client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
+        client.create_work_pool(WorkPoolCreate(name=WORK_POOL, type="process"))
     out.append(Change("work pool", WORK_POOL, _verb(state, write)))
 
     limit, decay, _ = RateLimiter.shared_bucket(settings.tushare.calls_per_minute)
-    state = _limit_state(client, limit, decay)
+    gcl = _read(client.read_global_concurrency_limit_by_name, TUSHARE_LIMIT)
+    state = _state(gcl, gcl is not None and gcl.limit == limit and gcl.active
+                   and abs(gcl.slot_decay_per_second - decay) < 1e-9)
     if state and write:
         if state == "missing":
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
@@ -226,8 +208,8 @@ def _plan(settings: Settings, client, write: bool) -> list[Change]:
     block_id = None
     block = desired_block(settings)
     if block is not None:
-        saved = _saved_block(block)
-        state = "missing" if saved is None else (None if _block_fields(saved) == _block_fields(block) else "differs")
+        saved = _read(type(block).load, BLOCK_NAME, missing=(ValueError,))  # Block.load: ValueError
+        state = _state(saved, saved is not None and _block_fields(saved) == _block_fields(block))
         if state and write:
             block_id = block.save(BLOCK_NAME, overwrite=True)
         elif saved is not None:
@@ -243,15 +225,14 @@ def _plan(settings: Settings, client, write: bool) -> list[Change]:
         want = _automation(name, spec, block_id)
         have = existing.pop(name, [])
         keep, extra = (have[0], have[1:]) if have else (None, [])
-        state = "missing" if keep is None else (None if _same(want, keep) else "differs")
-        if extra:
-            state = state or "differs"
+        same = keep is not None and _same(want, keep)
+        state = _state(keep, same and not extra)
         if write:
             for a in extra:
                 client.delete_automation(a.id)
             if keep is None:
                 client.create_automation(want)
-            elif not _same(want, keep):
+            elif not same:
                 client.update_automation(keep.id, want)
         out.append(Change("automation", name, _verb(state, write)))
     for name, have in existing.items():  # kline automations this version no longer wants

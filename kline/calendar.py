@@ -30,7 +30,6 @@ import logging
 import tomllib
 import warnings
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -46,12 +45,10 @@ HOLIDAY_FILE = Path(__file__).with_name("holidays.toml")
 # Closures that fall on the same dates every year: what a provisional calendar can assume.
 # XSHG: New Year's Day, Labour Day (1-5 May), National Day (1-7 October); the lunar holidays
 # (Spring Festival, Qingming, Dragon Boat, Mid-Autumn) move and are only known once published.
+_CHINA_FIXED = ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8)))
+_US_FIXED = ((1, 1), (7, 4), (12, 25))
 FIXED_CLOSURES: dict[str, tuple[tuple[int, int], ...]] = {
-    "XSHG": ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8))),
-    "XSHE": ((1, 1), *((5, d) for d in range(1, 6)), *((10, d) for d in range(1, 8))),
-    "XNYS": ((1, 1), (7, 4), (12, 25)),
-    "XNAS": ((1, 1), (7, 4), (12, 25)),
-}
+    "XSHG": _CHINA_FIXED, "XSHE": _CHINA_FIXED, "XNYS": _US_FIXED, "XNAS": _US_FIXED}
 
 
 class CalendarError(ValueError):
@@ -152,6 +149,7 @@ def holiday_file_years(code: str, path: str) -> dict[int, tuple[dt.date, ...]]:
 def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[str, dt.date]]]:
     """Layers 1-2 (files): sessions from exchange-calendars, extended by whole file years
     through a subclass of the library's own calendar class."""
+    import exchange_calendars as xcals
     from exchange_calendars.precomputed_exchange_calendar import PrecomputedExchangeCalendar
 
     base = _library_class(code)
@@ -163,7 +161,7 @@ def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[
         bmax = base.bound_max()
         if bmax is not None:
             lib_end = min(lib_end, bmax.date())
-    sources = [(f"exchange-calendars {_version()}", lib_end)]
+    sources = [(f"exchange-calendars {xcals.__version__}", lib_end)]
     extra: list[dt.date] = []
     end = lib_end
     for path in files:
@@ -193,13 +191,6 @@ def _library(code: str, files: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[
     return cal.sessions.values.astype("datetime64[D]"), sources
 
 
-def _version() -> str:
-    try:
-        return metadata.version("exchange-calendars")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "?"
-
-
 def _weekdays(start: dt.date, end: dt.date) -> np.ndarray:
     days = np.arange(np.datetime64(start, "D"), np.datetime64(end, "D") + 1, dtype="datetime64[D]")
     return days[np.is_busday(days)]
@@ -215,6 +206,7 @@ def _as_d64(days: Iterable[dt.date]) -> np.ndarray:
 
 
 def _built(code: str) -> Built:
+    """``code``'s sessions (sorted ``datetime64[D]``) with this context's layers."""
     return _build(code, current_layers(code))
 
 
@@ -260,30 +252,26 @@ def _build(code: str, layers: Layers) -> Built:
         kt, last = np.datetime64(known_through, "D"), np.datetime64(layers.last_bar_day, "D")
         cand = s[(s > kt) & (s <= last)]
         have = _as_d64(layers.no_bar_days)
-        no_bar = [_to_date(x) for x in np.intersect1d(cand, have)]
+        no_bar = [to_date(x) for x in np.intersect1d(cand, have)]
         s = np.setdiff1d(s, _as_d64(no_bar))
     for line in disagreements:
         log.warning(line)
     return Built(code, s, known_through, tuple(sources), tuple(disagreements), tuple(no_bar))
 
 
-def _session_array(code: str) -> np.ndarray:
-    """All sessions of the calendar (layers included) as sorted ``datetime64[D]``."""
-    return _built(code).sessions
-
-
 def _d64(day: dt.date) -> np.datetime64:
     return np.datetime64(day, "D")
 
 
-def _to_date(x: np.datetime64) -> dt.date:
+def to_date(x: np.datetime64) -> dt.date:
+    """A ``datetime64`` session label as a ``datetime.date``."""
     return pd.Timestamp(x).date()
 
 
 def calendar_bounds(code: str = A_SHARE_CALENDAR) -> tuple[dt.date, dt.date]:
     """First and last session the calendar holds (provisional ones included)."""
-    s = _session_array(code)
-    return _to_date(s[0]), _to_date(s[-1])
+    s = _built(code).sessions
+    return to_date(s[0]), to_date(s[-1])
 
 
 def known_through(code: str = A_SHARE_CALENDAR) -> dt.date:
@@ -321,19 +309,19 @@ def fingerprint(code: str, end: dt.date) -> str:
 
 
 def is_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> bool:
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day))
     return bool(i < len(s) and s[i] == _d64(day))
 
 
 def sessions_in_range(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -> list[dt.date]:
     """Sessions with ``start <= session <= end`` (both inclusive), ascending."""
-    return [_to_date(x) for x in sessions_array(start, end, code)]
+    return [to_date(x) for x in sessions_array(start, end, code)]
 
 
 def sessions_array(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -> np.ndarray:
     """Like ``sessions_in_range`` but as ``datetime64[D]`` (fast, for vector code)."""
-    s = _session_array(code)
+    s = _built(code).sessions
     lo = np.searchsorted(s, _d64(start), side="left")
     hi = np.searchsorted(s, _d64(end), side="right")
     return s[lo:hi]
@@ -341,20 +329,20 @@ def sessions_array(start: dt.date, end: dt.date, code: str = A_SHARE_CALENDAR) -
 
 def previous_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     """Latest session strictly before ``day``."""
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day), side="left")
     if i == 0:
         raise CalendarError(f"no {code} session before {day}")
-    return _to_date(s[i - 1])
+    return to_date(s[i - 1])
 
 
 def next_session(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
     """Earliest session strictly after ``day`` (provisional past the known calendar)."""
-    s = _session_array(code)
+    s = _built(code).sessions
     i = np.searchsorted(s, _d64(day), side="right")
     if i >= len(s):
         raise CalendarError(f"no {code} session after {day} in the calendar")
-    return _to_date(s[i])
+    return to_date(s[i])
 
 
 def session_on_or_before(day: dt.date, code: str = A_SHARE_CALENDAR) -> dt.date:
@@ -455,18 +443,11 @@ def run_layers(cfg, codes: Iterable[str], lake=None, vendor: VendorCalendar | No
         if not Path(f).is_file():
             raise CalendarError(f"calendar.holiday_file: file not found: {f}")
     raw = sorted(lake.raw_dates(end=as_of)) if lake is not None else []
-    no_bars = _no_bar_days(raw)
-    out = {}
-    for code in set(codes) | {A_SHARE_CALENDAR}:
-        a_share = code == A_SHARE_CALENDAR
-        out[code] = Layers(
-            holidays=_cfg_days(cfg.holidays, "holidays") if a_share else frozenset(),
-            extra_sessions=_cfg_days(cfg.extra_sessions, "extra_sessions") if a_share else frozenset(),
-            holiday_files=files,
-            vendor=vendor if a_share else None,
-            no_bar_days=no_bars,
-            last_bar_day=raw[-1] if raw else None,
-        )
+    common = Layers(holiday_files=files, no_bar_days=_no_bar_days(raw), last_bar_day=raw[-1] if raw else None)
+    out = dict.fromkeys(codes, common)
+    out[A_SHARE_CALENDAR] = dataclasses.replace(
+        common, holidays=_cfg_days(cfg.holidays, "holidays"), vendor=vendor,
+        extra_sessions=_cfg_days(cfg.extra_sessions, "extra_sessions"))
     return out
 
 
@@ -477,4 +458,4 @@ def _no_bar_days(raw: list[dt.date]) -> frozenset[dt.date]:
         return frozenset()
     start = max(raw[0], raw[-1] - dt.timedelta(days=731))
     weekdays = _weekdays(start, raw[-1])
-    return frozenset(_to_date(x) for x in np.setdiff1d(weekdays, _as_d64(raw)))
+    return frozenset(to_date(x) for x in np.setdiff1d(weekdays, _as_d64(raw)))

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kline.calendar import sessions_array
+from kline.calendar import sessions_array, to_date
 from kline.config import ValidationConfig
 from kline.instruments import Instrument
 from kline.jsonable import jsonable
 from kline.rules import InstrumentFacts, limit_table
-from kline.schema import BAR_COLUMNS, KEY_COLUMNS
+from kline.schema import BAR_COLUMNS, FLOAT_COLUMNS, KEY_COLUMNS
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -56,7 +56,7 @@ GX_COLUMNS = [ROW_ID, *BAR_COLUMNS, *CHECK_COLUMNS]
 _COLUMN_TYPES = {
     "symbol": "str",
     "trade_date": "date",
-    **{c: "float64" for c in ["open", "high", "low", "close", "pre_close", "volume", "amount"]},
+    **{c: "float64" for c in FLOAT_COLUMNS},
     "source": "str",
     "ingested_at": "Timestamp",
 }
@@ -85,43 +85,31 @@ class Expectation:
 
 def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
     """The bar suite in evaluation order; ``today`` bounds trade_date (Asia/Shanghai)."""
-    schema = [
+    return [
         Expectation("schema_columns", CRITICAL, "chunk", "ExpectTableColumnsToMatchSet",
                     {"column_set": GX_COLUMNS, "exact_match": True},
                     "exactly the canonical columns (plus the derived check columns)"),
-    ]
-    schema += [
-        Expectation(f"schema_type_{c}", CRITICAL, "chunk", "ExpectColumnValuesToBeOfType",
-                    {"column": c, "type_": t}, f"{c} has type {t}")
-        for c, t in _COLUMN_TYPES.items()
-    ]
-    rows = [
-        Expectation(f"not_null_{c}", CRITICAL, "row", "ExpectColumnValuesToNotBeNull",
-                    {"column": c}, f"{c} is present")
-        for c in ["symbol", "trade_date", "open", "high", "low", "close"]
-    ]
-    rows.append(Expectation("unique_symbol_trade_date", CRITICAL, "row",
-                            "ExpectCompoundColumnsToBeUnique", {"column_list": KEY_COLUMNS},
-                            "one bar per (symbol, trade_date); every copy is rejected"))
-    rows += [
-        Expectation(f"positive_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": 0, "strict_min": True}, f"{c} > 0")
-        for c in ["open", "high", "low", "close", "pre_close"]
-    ]
-    rows += [
-        Expectation(f"non_negative_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": 0}, f"{c} >= 0")
-        for c in ["volume", "amount"]
-    ]
-    rows += [
-        Expectation(f"{a}_{'ge' if a == 'high' else 'le'}_{b}", CRITICAL, "row",
-                    "ExpectColumnPairValuesAToBeGreaterThanB",
-                    {"column_A": a if a == "high" else b, "column_B": b if a == "high" else a,
-                     "or_equal": True, "ignore_row_if": "either_value_is_missing"},
-                    f"{a} {'>=' if a == 'high' else '<='} {b}")
-        for a, b in [("high", "open"), ("high", "close"), ("high", "low"), ("low", "open"), ("low", "close")]
-    ]
-    rows += [
+        *(Expectation(f"schema_type_{c}", CRITICAL, "chunk", "ExpectColumnValuesToBeOfType",
+                      {"column": c, "type_": t}, f"{c} has type {t}")
+          for c, t in _COLUMN_TYPES.items()),
+        *(Expectation(f"not_null_{c}", CRITICAL, "row", "ExpectColumnValuesToNotBeNull",
+                      {"column": c}, f"{c} is present")
+          for c in ["symbol", "trade_date", "open", "high", "low", "close"]),
+        Expectation("unique_symbol_trade_date", CRITICAL, "row",
+                    "ExpectCompoundColumnsToBeUnique", {"column_list": KEY_COLUMNS},
+                    "one bar per (symbol, trade_date); every copy is rejected"),
+        *(Expectation(f"positive_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                      {"column": c, "min_value": 0, "strict_min": True}, f"{c} > 0")
+          for c in ["open", "high", "low", "close", "pre_close"]),
+        *(Expectation(f"non_negative_{c}", CRITICAL, "row", "ExpectColumnValuesToBeBetween",
+                      {"column": c, "min_value": 0}, f"{c} >= 0")
+          for c in ["volume", "amount"]),
+        *(Expectation(f"{a}_{'ge' if a == 'high' else 'le'}_{b}", CRITICAL, "row",
+                      "ExpectColumnPairValuesAToBeGreaterThanB",
+                      {"column_A": a if a == "high" else b, "column_B": b if a == "high" else a,
+                       "or_equal": True, "ignore_row_if": "either_value_is_missing"},
+                      f"{a} {'>=' if a == 'high' else '<='} {b}")
+          for a, b in [("high", "open"), ("high", "close"), ("high", "low"), ("low", "open"), ("low", "close")]),
         Expectation("trading_session", CRITICAL, "row", "ExpectColumnValuesToBeInSet",
                     {"column": "chk_is_session", "value_set": [True]},
                     "trade_date is a session of the instrument's exchange calendar"),
@@ -148,7 +136,6 @@ def bar_suite(cfg: ValidationConfig, today: dt.date) -> list[Expectation]:
         Expectation("volume_not_zero", WARNING, "row", "ExpectColumnValuesToNotBeInSet",
                     {"column": "volume", "value_set": [0.0]}, "volume is not zero on a session"),
     ]
-    return schema + rows
 
 
 def derive_checks(
@@ -171,10 +158,10 @@ def derive_checks(
     frame = frame.reset_index(drop=True)
     frame.insert(0, ROW_ID, np.arange(len(frame), dtype="int64"))
     rows = _Rows.of(frame, instruments)
-    prev_days = _previous_days(previous)
+    prev_days, prev_closes = _previous(previous)
     is_session, session_pos = _session_checks(frame, rows, prev_days, today)
     _limit_checks(frame, rows, facts)
-    _continuity_checks(frame, rows, previous, prev_days, is_session, session_pos)
+    _continuity_checks(frame, rows, prev_days, prev_closes, is_session, session_pos)
     return frame
 
 
@@ -223,21 +210,18 @@ def _session_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np.da
     with one sorted session array per calendar, indexed once for the whole chunk."""
     is_session = np.zeros(r.n, dtype=bool)
     session_pos = np.zeros(r.n, dtype="int64")
-    if not r.has_day.any():
-        frame["chk_is_session"] = np.full(r.n, None, dtype=object)
-        frame["chk_not_future"] = np.full(r.n, None, dtype=object)
-        return is_session, session_pos
     days = r.days
-    lo = min(days[r.has_day].min(), *prev_days.values()) if prev_days else days[r.has_day].min()
-    hi = days[r.has_day].max()
-    for cal in {c for c in r.cal_of_code if c}:
-        m = (r.row_cal == cal) & r.has_day
-        if not m.any():
-            continue
-        sess = sessions_array(_as_date(lo), _as_date(hi), cal)
-        pos = np.searchsorted(sess, days[m])
-        is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
-        session_pos[m] = pos
+    if r.has_day.any():  # else both checks are None on every row
+        lo = min(days[r.has_day].min(), *prev_days.values()) if prev_days else days[r.has_day].min()
+        hi = days[r.has_day].max()
+        for cal in {c for c in r.cal_of_code if c}:
+            m = (r.row_cal == cal) & r.has_day
+            if not m.any():
+                continue
+            sess = sessions_array(to_date(lo), to_date(hi), cal)
+            pos = np.searchsorted(sess, days[m])
+            is_session[m] = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == days[m])
+            session_pos[m] = pos
     frame["chk_is_session"] = np.where(r.has_day, is_session, None)
     frame["chk_not_future"] = np.where(r.has_day, days <= np.datetime64(today, "D"), None)
     return is_session, session_pos
@@ -266,9 +250,8 @@ def _limit_checks(frame: pd.DataFrame, r: _Rows, facts: InstrumentFacts | None) 
     frame["chk_index_move"] = np.where(r.is_index, np.abs(ret), np.nan)
 
 
-def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
-                       prev_days: Mapping[str, np.datetime64], is_session: np.ndarray,
-                       session_pos: np.ndarray) -> None:
+def _continuity_checks(frame: pd.DataFrame, r: _Rows, prev_days: Mapping[str, np.datetime64],
+                       prev_closes: Mapping[str, float], is_session: np.ndarray, session_pos: np.ndarray) -> None:
     """``chk_pre_close_diff`` and ``chk_sessions_missing`` against the previous row of the same
     symbol: the row before in the sorted frame, or for a symbol's first row its last curated bar."""
     n, codes, has_day = r.n, r.codes, r.has_day
@@ -283,7 +266,6 @@ def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
     # non-sessions are the trading_session rule's business, not a gap.
     inner = prev_known & is_session
     gap[1:][inner[1:]] = np.maximum(session_pos[1:] - session_pos[:-1] - 1, 0)[inner[1:]]
-    prev_closes = _previous_closes(previous)
     for i in np.flatnonzero(first):
         sym = r.uniq[codes[i]] if codes[i] >= 0 else None
         prev_close[i] = np.nan
@@ -291,40 +273,26 @@ def _continuity_checks(frame: pd.DataFrame, r: _Rows, previous: pd.DataFrame,
             prev_close[i] = prev_closes[sym]
             prev_known[i] = True
             if is_session[i]:
-                d, cal = _as_date(prev_days[sym]), r.row_cal[i]
-                between = sessions_array(d + dt.timedelta(days=1), _as_date(r.days[i]) - dt.timedelta(days=1), cal)
+                d, cal = to_date(prev_days[sym]), r.row_cal[i]
+                between = sessions_array(d + dt.timedelta(days=1), to_date(r.days[i]) - dt.timedelta(days=1), cal)
                 gap[i] = len(between)
     frame["chk_pre_close_diff"] = np.where(prev_known, np.abs(r.pre_close - prev_close), np.nan)
     frame["chk_sessions_missing"] = gap.astype("float64")
 
 
-def _as_date(x: np.datetime64) -> dt.date:
-    return pd.Timestamp(x).date()
-
-
-def _previous_days(previous: pd.DataFrame) -> dict[str, np.datetime64]:
+def _previous(previous: pd.DataFrame) -> tuple[dict[str, np.datetime64], dict[str, float]]:
+    """Per symbol, the day and the close of its last curated bar (``derive_checks``' ``previous``)."""
     if previous is None or previous.empty:
-        return {}
-    d = pd.to_datetime(previous["trade_date"]).to_numpy().astype("datetime64[D]")
-    return dict(zip(previous["symbol"].astype(str), d, strict=True))
+        return {}, {}
+    symbols = previous["symbol"].astype(str)
+    days = pd.to_datetime(previous["trade_date"]).to_numpy().astype("datetime64[D]")
+    return dict(zip(symbols, days, strict=True)), dict(zip(symbols, previous["close"].astype(float), strict=True))
 
 
-def _previous_closes(previous: pd.DataFrame) -> dict[str, float]:
-    if previous is None or previous.empty:
-        return {}
-    return dict(zip(previous["symbol"].astype(str), previous["close"].astype(float), strict=True))
+@dataclass(frozen=True, kw_only=True)
+class ExpectationOutcome(Expectation):
+    """A rule and what GX found for it: ``failed_rows`` are ``row_id`` values (row scope)."""
 
-
-@dataclass
-class ExpectationOutcome:
-    """What GX found for one rule: ``failed_rows`` are ``row_id`` values (row scope)."""
-
-    rule: str
-    severity: str
-    scope: str
-    gx_type: str
-    kwargs: dict[str, Any]
-    description: str
     success: bool
     unexpected_count: int
     failed_rows: np.ndarray
@@ -444,8 +412,7 @@ def _outcome(e: Expectation, r: Any) -> ExpectationOutcome:
     idx = res.get("unexpected_index_list") or []
     exc = r.exception_info or {}
     return ExpectationOutcome(
-        rule=e.rule, severity=e.severity, scope=e.scope, gx_type=e.gx_type, kwargs=e.kwargs,
-        description=e.description, success=bool(r.success),
+        **vars(e), success=bool(r.success),
         unexpected_count=int(res.get("unexpected_count") or 0),
         failed_rows=np.array(sorted({int(d[ROW_ID]) for d in idx}), dtype="int64"),
         observed=jsonable(res.get("observed_value")),

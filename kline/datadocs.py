@@ -16,7 +16,7 @@ import os
 import posixpath
 import re
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 ASSETS_DIR = Path(__file__).with_name("docs_assets")
@@ -139,26 +139,15 @@ def localize_site(site_dir: str, pages: Iterable[str], nav: Mapping[str, Mapping
     extra links (label -> URL relative to that page). Returns the files rewritten."""
     install_vendor_assets(site_dir)
     nav = nav or {}
-    done = []
-    index = os.path.join(site_dir, "index.html")
-    for page in dict.fromkeys([*pages, index]):
-        if not os.path.isfile(page):
-            continue
-        text = Path(page).read_text(encoding="utf-8")
-        new = localize_html(text, _root_prefix(site_dir, page))
-        if page in nav:
-            new = add_navigation(new, nav[page])
-        if new != text:
-            _atomic_text(page, new)
-            done.append(page)
+
+    def page(path: str, text: str) -> str:
+        text = localize_html(text, _root_prefix(site_dir, path))
+        return add_navigation(text, nav[path]) if path in nav else text
+
+    edits: dict[str, Callable[[str, str], str]] = {p: page for p in [*pages, os.path.join(site_dir, "index.html")]}
     css = os.path.join(site_dir, "static", "styles", "data_docs_default_styles.css")
-    if os.path.isfile(css):
-        text = Path(css).read_text(encoding="utf-8")
-        new = _GX_IMAGES.sub("../images/logo-long.png", text)
-        if new != text:
-            _atomic_text(css, new)
-            done.append(css)
-    return done
+    edits[css] = lambda _, text: _GX_IMAGES.sub("../images/logo-long.png", text)
+    return [path for path, edit in edits.items() if _rewrite(path, edit)]
 
 
 def relative_url(from_dir: str, to_path: str) -> str:
@@ -167,8 +156,15 @@ def relative_url(from_dir: str, to_path: str) -> str:
     return posixpath.join(*Path(rel).parts)
 
 
-def _atomic_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _rewrite(path: str, edit: Callable[[str, str], str]) -> bool:
+    """Replace the text file ``path`` (if there is one) by ``edit(path, text)``, atomically and
+    only if that changes it; True if it did."""
+    if not os.path.isfile(path):
+        return False
+    text = Path(path).read_text(encoding="utf-8")
+    new = edit(path, text)
+    if new != text:
+        tmp = f"{path}.tmp-{os.getpid()}"
+        Path(tmp).write_text(new, encoding="utf-8")
+        os.replace(tmp, path)
+    return new != text

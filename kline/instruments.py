@@ -17,8 +17,6 @@ A_SHARE_RE = re.compile(r"^(\d{6})\.(SH|SZ|BJ)$")
 # A plain ticker for file imports of foreign symbols (SPX, GOOG, BRK.B): never a path.
 TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9_\-]{0,14}(\.[A-Z]{1,3})?$")
 
-BOARDS = ("main", "chinext", "star", "bse", "index", "foreign")
-
 
 class SymbolError(ValueError):
     """A symbol that is not a well-formed code."""
@@ -29,7 +27,7 @@ class Instrument:
     symbol: str
     asset_type: str  # "index" or "stock"
     exchange: str  # "SSE", "SZSE", "BSE" or the calendar code of a foreign symbol
-    board: str  # one of BOARDS
+    board: str  # main, chinext, star, bse, index or foreign
     calendar: str  # exchange-calendars code
 
     @property
@@ -45,7 +43,7 @@ class Instrument:
 def _classify(code: str, suffix: str) -> tuple[str, str, str]:
     """(asset_type, exchange, board) for a six-digit code and its suffix."""
     if suffix == "SH":
-        if code.startswith("000") or code.startswith("880") or code.startswith("95"):
+        if code.startswith(("000", "880", "95")):
             return "index", "SSE", "index"
         if code.startswith(("688", "689")):
             return "stock", "SSE", "star"
@@ -80,7 +78,8 @@ def validate_symbol(symbol: str, allow_foreign: bool = False) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def _lookup(symbol: str, calendar: str | None) -> Instrument:
+def instrument(symbol: str, calendar: str | None = None) -> Instrument:
+    """Look up a symbol. Foreign tickers need an explicit ``calendar``."""
     m = A_SHARE_RE.match(symbol)
     if m:
         asset, exchange, board = _classify(m.group(1), m.group(2))
@@ -92,8 +91,3 @@ def _lookup(symbol: str, calendar: str | None) -> Instrument:
         )
     validate_symbol(symbol, allow_foreign=True)
     return Instrument(symbol, "stock", calendar, "foreign", calendar)
-
-
-def instrument(symbol: str, calendar: str | None = None) -> Instrument:
-    """Look up a symbol. Foreign tickers need an explicit ``calendar``."""
-    return _lookup(symbol, calendar)

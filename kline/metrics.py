@@ -52,9 +52,7 @@ def mase(y: Sequence[float], yhat: Sequence[float]) -> float:
     """
     y, yhat = _arrays(y, yhat)
     denom = float(np.mean(np.abs(y))) if y.size else math.nan
-    if not denom:
-        return math.nan
-    return mae(y, yhat) / denom
+    return mae(y, yhat) / denom if denom else math.nan
 
 
 def directional_accuracy(y: Sequence[float], yhat: Sequence[float]) -> tuple[float, float, int]:
@@ -116,9 +114,7 @@ def r2_oos(y: Sequence[float], yhat: Sequence[float]) -> float:
     """
     y, yhat = _arrays(y, yhat)
     denom = float(np.sum(y**2))
-    if not denom:
-        return math.nan
-    return 1.0 - float(np.sum((y - yhat) ** 2)) / denom
+    return 1.0 - float(np.sum((y - yhat) ** 2)) / denom if denom else math.nan
 
 
 def diebold_mariano(
@@ -143,10 +139,8 @@ def diebold_mariano(
     if dates is not None:
         d = pd.Series(d).groupby(pd.Index(list(dates))).mean().to_numpy()
     n = d.size
-    if n < 3:
-        return math.nan, math.nan, n
-    var = float(np.var(d, ddof=0))
-    if var == 0:
+    var = float(np.var(d, ddof=0)) if n >= 3 else 0.0
+    if var == 0:  # too few days, or no difference at all
         return math.nan, math.nan, n
     dm = float(np.mean(d)) / math.sqrt(var / n)
     stat = dm * math.sqrt((n - 1) / n)  # HLN correction for h = 1

@@ -44,14 +44,10 @@ def check_alerts(cfg: AlertsConfig) -> None:
         url = getattr(cfg, name)
         if url and (urlparse(url).scheme not in ("http", "https") or not urlparse(url).netloc):
             raise ConfigError(f"alerts.{name}: not an http(s) URL: {url!r}")
-    if cfg.decay_sessions < 1:
-        raise ConfigError(f"alerts.decay_sessions must be >= 1, got {cfg.decay_sessions}")
-    if cfg.quarantine_rows < 1:
-        raise ConfigError(f"alerts.quarantine_rows must be >= 1, got {cfg.quarantine_rows}")
-    # Prefect refuses proactive triggers shorter than 10 s
-    for name in ("late_after_s", "running_after_s"):
-        if getattr(cfg, name) < 10:
-            raise ConfigError(f"alerts.{name} must be >= 10 (seconds), got {getattr(cfg, name)}")
-    for name in ("daily_timeout_s", "backfill_timeout_s"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"alerts.{name} must be >= 0 (0 = no timeout), got {getattr(cfg, name)}")
+    minimums = {"decay_sessions": (1, ""), "quarantine_rows": (1, ""),
+                # Prefect refuses proactive triggers shorter than 10 s
+                "late_after_s": (10, " (seconds)"), "running_after_s": (10, " (seconds)"),
+                "daily_timeout_s": (0, " (0 = no timeout)"), "backfill_timeout_s": (0, " (0 = no timeout)")}
+    for name, (low, unit) in minimums.items():
+        if getattr(cfg, name) < low:
+            raise ConfigError(f"alerts.{name} must be >= {low}{unit}, got {getattr(cfg, name)}")

@@ -17,7 +17,7 @@ from kline.calendar import (
     today,
 )
 from kline.config import ConfigError, Settings
-from kline.instruments import SymbolError, instrument, validate_symbol
+from kline.instruments import instrument, validate_symbol
 
 
 def check_settings(settings: Settings) -> None:
@@ -113,6 +113,3 @@ def check_dates(settings: Settings, dates: Sequence[dt.date]) -> None:
                              "(calendar.close_cutoff); run it after the cutoff or give an earlier date")
         if d < lo:
             raise ValueError(f"date {d} is before the XSHG trading calendar starts ({lo})")
-
-
-__all__ = ["ConfigError", "SymbolError", "check_dates", "check_lake", "check_settings", "check_symbols"]

@@ -154,13 +154,10 @@ class InstrumentFacts:
     def _by_symbol(self) -> dict:
         """Per-symbol views of the tables, built once (lookups then cost no pandas filter)."""
         if self._index is None:
-            lst = {s: (_opt_date(a), _opt_date(b), str(src)) for s, a, b, src in zip(
-                self.listings["symbol"], self.listings["list_date"], self.listings["delist_date"],
-                self.listings["source"], strict=True)}
+            lst = {s: (_opt_date(a), _opt_date(b), str(src)) for s, a, b, src in
+                   self.listings[["symbol", "list_date", "delist_date", "source"]].itertuples(index=False)}
             st: dict[str, list] = {}
-            for s, a, b, n, src in zip(self.st_periods["symbol"], self.st_periods["start_date"],
-                                       self.st_periods["end_date"], self.st_periods["name"],
-                                       self.st_periods["source"], strict=True):
+            for s, a, b, n, src in self.st_periods[list(ST_SCHEMA.names)].itertuples(index=False):
                 st.setdefault(s, []).append((_opt_date(a), _opt_date(b), str(n), str(src)))
             lim = {}
             if len(self.stk_limit):
@@ -343,8 +340,3 @@ def st_periods_from_namechange(names: pd.DataFrame, source: str) -> pd.DataFrame
     })
     out["end_date"] = out["end_date"].astype(object).where(out["end_date"].notna(), None)
     return out.sort_values(["symbol", "start_date"]).reset_index(drop=True)
-
-
-__all__ = ["BOARD_RULES", "LISTING_RULES", "LISTING_SCHEMA", "ST_SCHEMA", "STK_LIMIT_SCHEMA",
-           "BoardRule", "InstrumentFacts", "describe_limit_sources", "Limit", "LimitTable", "ListingRule", "empty_frame",
-           "limit_of", "limit_table", "st_periods_from_namechange"]

@@ -11,30 +11,21 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 
-BAR_SCHEMA = pa.schema(
-    [
-        ("symbol", pa.string()),
-        ("trade_date", pa.date32()),
-        ("open", pa.float64()),
-        ("high", pa.float64()),
-        ("low", pa.float64()),
-        ("close", pa.float64()),
-        ("pre_close", pa.float64()),
-        ("volume", pa.float64()),
-        ("amount", pa.float64()),
-        ("source", pa.string()),
-        ("ingested_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-BAR_COLUMNS: list[str] = BAR_SCHEMA.names
 PRICE_COLUMNS = ["open", "high", "low", "close", "pre_close"]
+FLOAT_COLUMNS = [*PRICE_COLUMNS, "volume", "amount"]
 KEY_COLUMNS = ["symbol", "trade_date"]
+BAR_SCHEMA = pa.schema([
+    ("symbol", pa.string()),
+    ("trade_date", pa.date32()),
+    *((c, pa.float64()) for c in FLOAT_COLUMNS),
+    ("source", pa.string()),
+    ("ingested_at", pa.timestamp("us", tz="UTC")),
+])
+BAR_COLUMNS: list[str] = BAR_SCHEMA.names
 
 # adj_factor rows stored beside raw prices (tushare). kline.features adjusts on read as
 # raw * factor / (the symbol's first factor), so later corporate actions never rescale the past.
-ADJ_SCHEMA = pa.schema(
-    [("symbol", pa.string()), ("trade_date", pa.date32()), ("adj_factor", pa.float64())]
-)
+ADJ_SCHEMA = pa.schema([("symbol", pa.string()), ("trade_date", pa.date32()), ("adj_factor", pa.float64())])
 
 
 class SchemaError(ValueError):
@@ -58,7 +49,7 @@ def to_canonical(df: pd.DataFrame, source: str, ingested_at: pd.Timestamp | None
         {
             "symbol": df["symbol"].astype(str),
             "trade_date": _dates(df["trade_date"]),
-            **{c: _floats(df[c]) for c in [*PRICE_COLUMNS, "volume", "amount"]},
+            **{c: _floats(df[c]) for c in FLOAT_COLUMNS},
             "source": df["source"].astype(str),
             "ingested_at": pd.to_datetime(df["ingested_at"], utc=True),
         }

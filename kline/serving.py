@@ -65,18 +65,16 @@ def resolve(lake_root: str, url_path: str) -> Path | None:
 
 def reports_listing(lake: Lake) -> list[str]:
     """Run dates (ISO, newest first) that have a finished report."""
-    reports = Path(lake.paths.reports_dir())
-    if not reports.is_dir():
-        return []
-    days = []
-    for d in reports.iterdir():
-        try:
-            dt.date.fromisoformat(d.name)
-        except ValueError:
-            continue
-        if (d / "report.html").is_file():
-            days.append(d.name)
-    return sorted(days, reverse=True)
+    days = [p.parent.name for p in Path(lake.paths.reports_dir()).glob("*/report.html") if p.is_file()]
+    return sorted((d for d in days if _is_iso_date(d)), reverse=True)
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def reports_index_html(days: list[str], docs_href: str = "../validation/docs/index.html") -> str:
@@ -110,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, body: bool) -> None:
         path = urllib.parse.urlsplit(self.path).path
         if path in ("", "/"):
-            return self._send(HTTPStatus.OK, _landing_html().encode(), "text/html; charset=utf-8", body)
+            return self._send(HTTPStatus.OK, _LANDING_HTML.encode(), "text/html; charset=utf-8", body)
         target = resolve(self.lake_root, self.path)
         if target is None and path.rstrip("/") == "/reports" and ".." not in path:
             page = reports_index_html(reports_listing(Lake(self.lake_root)))
@@ -145,11 +143,10 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per request is noise next to the scheduler's log
 
 
-def _landing_html() -> str:
-    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>kline</title></head>"
-            "<body style='font-family:system-ui,sans-serif'><h1>kline</h1><ul>"
-            "<li><a href='/reports/'>Reports</a></li>"
-            "<li><a href='/validation/docs/index.html'>Data Docs</a></li></ul></body></html>")
+_LANDING_HTML = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>kline</title></head>"
+                 "<body style='font-family:system-ui,sans-serif'><h1>kline</h1><ul>"
+                 "<li><a href='/reports/'>Reports</a></li>"
+                 "<li><a href='/validation/docs/index.html'>Data Docs</a></li></ul></body></html>")
 
 
 class DocsServer:
@@ -200,10 +197,7 @@ class DocsServer:
         self.httpd.server_close()
         info = announced(self.lake, check_alive=False)
         if info and info.get("pid") == os.getpid() and info.get("url") == self.public_url:
-            try:
-                os.remove(self.lake.paths.docs_server())
-            except FileNotFoundError:
-                pass
+            Path(self.lake.paths.docs_server()).unlink(missing_ok=True)
 
 
 def announced(lake: Lake, check_alive: bool = True) -> dict[str, Any] | None:

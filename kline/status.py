@@ -7,18 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kline.calendar import calendar_info, sessions_array
+from kline.calendar import sessions_array, to_date
 from kline.config import Settings
-from kline.instruments import SymbolError, instrument
+from kline.instruments import SymbolError
 from kline.lake import Lake
-
-
-def _calendar_for(symbol: str, settings: Settings) -> str | None:
-    cal = settings.file.calendars.get(symbol) or settings.file.calendar or None
-    try:
-        return instrument(symbol, calendar=cal).calendar
-    except SymbolError:
-        return None
+from kline.validation import instrument_for, quarantine_counts
 
 
 def lake_status(lake: Lake, settings: Settings) -> list[dict]:
@@ -29,54 +22,31 @@ def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     if keys.empty:
         keys = lake.read_raw_bars(columns=["symbol", "trade_date"])
     keys = keys.drop_duplicates()
-    try:
-        from kline.validation import quarantine_counts
-
-        quarantined = quarantine_counts(lake)
-    except ImportError:
-        quarantined = {}
+    quarantined = quarantine_counts(lake)
     last_ingested: dict[str, str] = {}
     for e in lake.read_ingest_log():
         for s in e.get("symbols", []):
-            if e["fetched_at"] > last_ingested.get(s, ""):
-                last_ingested[s] = e["fetched_at"]
-    symbols = sorted(set(keys["symbol"]) | set(quarantined))
+            last_ingested[s] = max(last_ingested.get(s, ""), e["fetched_at"])
     rows = []
     for sym, g in keys.groupby("symbol", sort=True) if not keys.empty else []:
         dates = np.sort(pd.to_datetime(g["trade_date"]).to_numpy().astype("datetime64[D]"))
-        first, last = dates[0], dates[-1]
-        cal = _calendar_for(sym, settings)
-        missing = None
-        if cal is not None:
-            expected = sessions_array(pd.Timestamp(first).date(), pd.Timestamp(last).date(), cal)
+        first, last = to_date(dates[0]), to_date(dates[-1])
+        try:
+            expected = sessions_array(first, last, instrument_for(sym, settings).calendar)
             missing = int(len(np.setdiff1d(expected, dates)))
-        rows.append(
-            {
-                "symbol": sym,
-                "first": pd.Timestamp(first).date().isoformat(),
-                "last": pd.Timestamp(last).date().isoformat(),
-                "rows": int(len(dates)),
-                "missing": missing,
-                "quarantined": int(quarantined.get(sym, 0)),
-                "last_ingested": last_ingested.get(sym, "")[:19],
-            }
-        )
-    seen = {r["symbol"] for r in rows}
-    for sym in symbols:
-        if sym not in seen:
-            rows.append({"symbol": sym, "first": "", "last": "", "rows": 0, "missing": None,
-                         "quarantined": int(quarantined.get(sym, 0)), "last_ingested": ""})
+        except SymbolError:  # a foreign symbol without a calendar
+            missing = None
+        rows.append({"symbol": sym, "first": first.isoformat(), "last": last.isoformat(), "rows": int(len(dates)),
+                     "missing": missing, "quarantined": int(quarantined.get(sym, 0)),
+                     "last_ingested": last_ingested.get(sym, "")[:19]})
+    seen = {r["symbol"] for r in rows}  # the others have quarantined rows only
+    rows += [{"symbol": sym, "first": "", "last": "", "rows": 0, "missing": None, "quarantined": n,
+              "last_ingested": ""} for sym, n in quarantined.items() if sym not in seen]
     return rows
 
 
-def calendar_status(codes: list[str]) -> list[dict]:
-    """Per calendar: known for sure through which date, from which source (layer by layer),
-    and the provisional days treated as closures because no bar exists on them."""
-    return [calendar_info(c) for c in sorted(set(codes))]
-
-
 def calendar_lines(infos: list[dict]) -> list[str]:
-    """One line per calendar for the terminal."""
+    """One line per calendar (``kline.calendar.calendar_info``) for the terminal."""
     out = []
     for i in infos:
         layers = "; ".join(f"{x['source']} through {x['through']}" for x in i["layers"])

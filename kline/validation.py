@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,6 +43,7 @@ import pyarrow as pa
 from kline.calendar import sessions_array
 from kline.calendar import today as shanghai_today
 from kline.config import Settings
+from kline.contracts import ChunkValidationError, DocsSite, bar_suite, derive_checks, run_suite
 from kline.instruments import Instrument, instrument, is_a_share_code
 from kline.lake import Lake, content_hash
 from kline.rules import describe_limit_sources
@@ -96,8 +98,6 @@ def validate_chunk(
     downstream; ``today`` (default today in ``settings.timezone``) bounds trade dates.
     Raises ``ChunkValidationError`` naming the rule when the whole chunk fails (schema).
     """
-    from kline.contracts import ChunkValidationError, bar_suite, derive_checks, run_suite
-
     t0 = time.perf_counter()
     cfg = settings.validation
     source = str(chunk["source"])
@@ -187,16 +187,15 @@ def _apply_verdicts(lake: Lake, passed: pd.DataFrame, failed: pd.DataFrame, run_
     return curated_years, int(removed), _count_released(previously, failed)
 
 
-def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> Any:
+def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> DocsSite | None:
     """Where and how GX Data Docs are built for this lake (None when off or on an object store)."""
-    from kline.contracts import DocsSite
-
     cfg = settings.validation
     if not cfg.data_docs or "://" in lake.root:
         return None
     return DocsSite(site_dir=lake.paths.data_docs_dir(), results_dir=f"{lake.paths.validation_results_dir()}/gx",
-                    history=cfg.docs_history, links=docs_links(lake, run_date),
-                    index_links={"kline reports": lake.paths.reports_index()})
+                    history=cfg.docs_history, index_links={"kline reports": lake.paths.reports_index()},
+                    links={f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
+                           "all kline reports": lake.paths.reports_index()})
 
 
 def _row_verdicts(frame: pd.DataFrame, critical: list[Any]) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
@@ -227,12 +226,6 @@ def asset_name(source: str, start: dt.date, end: dt.date, symbols: list[str]) ->
     """What the Data Docs call the validated data: source, span and universe of the chunk."""
     shown = ", ".join(symbols[:6]) + (f" and {len(symbols) - 6} more" if len(symbols) > 6 else "")
     return f"raw bars from {source}, {start.isoformat()} .. {end.isoformat()} ({shown})"
-
-
-def docs_links(lake: Lake, run_date: dt.date) -> dict[str, str]:
-    """Links a run's validation pages carry: the run date's report and all reports."""
-    return {f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
-            "all kline reports": lake.paths.reports_index()}
 
 
 def _reason(rules: Iterable[str], check: Any) -> str:
@@ -373,10 +366,9 @@ def _count_released(previously: pd.DataFrame, failed: pd.DataFrame) -> int:
 def quarantine_counts(lake: Lake) -> dict[str, int]:
     """Quarantined rows per symbol (for ``kline status``); reads only the symbol column and
     never imports Great Expectations."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for _, path in _quarantine_files(lake):
-        for s, c in lake.read_table(path, columns=["symbol"]).to_pandas()["symbol"].value_counts().items():
-            counts[str(s)] = counts.get(str(s), 0) + int(c)
+        counts.update(lake.read_table(path, columns=["symbol"]).to_pandas()["symbol"].dropna().astype(str))
     return dict(sorted(counts.items()))
 
 

@@ -25,8 +25,7 @@ def vendor_calendar_task(lake_root: str, settings: dict, start_year: int, end_ye
     """The vendor calendar over ``[start_year, end_year]`` as ``{source, start, end,
     open_days}`` (ISO dates), fetched once per whole published year; None when the provider
     has none or the account may not call it (logged)."""
-    s = settings_from(settings)
-    provider = make_provider(s, token_loader=prefect_secret_loader if s.tushare.secret_block else None)
+    provider = make_provider(settings_from(settings), token_loader=prefect_secret_loader)
     if not hasattr(provider, "trade_cal"):
         return None
     try:

@@ -23,7 +23,6 @@ PROMOTED = "kline.model.promoted"
 DECAYED = "kline.model.decayed"
 REPORT_PUBLISHED = "kline.report.published"
 RUN_FAILED = "kline.run.failed"
-EVENTS = (INGESTED, QUARANTINED, TRAINED, PROMOTED, DECAYED, REPORT_PUBLISHED, RUN_FAILED)
 
 MAX_SYMBOL_RESOURCES = 50  # a big universe is summarised in the payload, not as resources
 
@@ -46,15 +45,18 @@ def related_resources(lake_root: str, symbols: Iterable[str]) -> list[dict[str, 
 def emit(event: str, resource_id: str, name: str, lake_root: str, symbols: Iterable[str],
          payload: dict[str, Any], alert: bool = False, extra_related: list[dict[str, str]] | None = None) -> None:
     """Emit ``event`` about ``resource_id`` (named ``name``); never raises."""
-    from prefect.events import emit_event
-
     symbols = list(symbols)
     resource = {"prefect.resource.id": resource_id, "prefect.resource.name": name,
                 "kline.severity": "alert" if alert else "info", "kline.lake": lake_id(lake_root)}
+    _send(event, resource, related_resources(lake_root, symbols) + list(extra_related or []),
+          {"symbols": len(symbols), **payload})
+
+
+def _send(event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any]) -> None:
+    from prefect.events import emit_event
+
     try:
-        emit_event(event, resource=resource,
-                   related=related_resources(lake_root, symbols) + list(extra_related or []),
-                   payload={"symbols": len(symbols), **payload})
+        emit_event(event, resource=resource, related=related, payload=payload)
     except Exception as exc:  # noqa: BLE001 - an event is never worth failing a stage for
         log.warning("could not emit %s: %s", event, exc)
 
@@ -81,8 +83,6 @@ def emit_run_failed(flow_name: str, flow_run: Any, state: Any, where: dict | Non
     """``kline.run.failed`` about a flow run (from a state hook, outside the run context):
     the run, its flow and deployment as resources, the stage, the error and the
     ``pipeline-failure`` artifact's markdown as payload; sent before returning."""
-    from prefect.events import emit_event
-
     where = where or {}
     params = getattr(flow_run, "parameters", None) or {}
     related = [{"prefect.resource.id": f"prefect.flow.{flow_run.flow_id}", "prefect.resource.role": "flow",
@@ -92,16 +92,11 @@ def emit_run_failed(flow_name: str, flow_run: Any, state: Any, where: dict | Non
                         "prefect.resource.role": "deployment"})
     if params.get("lake"):
         related += related_resources(str(params["lake"]), where.get("symbols") or [])
-    try:
-        emit_event(
-            RUN_FAILED,
-            resource={"prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
-                      "prefect.resource.name": flow_run.name, "kline.severity": "alert"},
-            related=related,
-            payload={"run_name": flow_run.name, "flow": flow_name, "state": getattr(state, "name", None),
-                     "stage": where.get("stage", "unknown"), "symbols": where.get("symbols") or [],
-                     "error": (getattr(state, "message", None) or "")[:2000], "markdown": markdown[:8000]},
-        )
-    except Exception as exc:  # noqa: BLE001
-        log.warning("could not emit %s: %s", RUN_FAILED, exc)
+    _send(RUN_FAILED,
+          {"prefect.resource.id": f"prefect.flow-run.{flow_run.id}", "prefect.resource.name": flow_run.name,
+           "kline.severity": "alert"},
+          related,
+          {"run_name": flow_run.name, "flow": flow_name, "state": getattr(state, "name", None),
+           "stage": where.get("stage", "unknown"), "symbols": where.get("symbols") or [],
+           "error": (getattr(state, "message", None) or "")[:2000], "markdown": markdown[:8000]})
     flush()

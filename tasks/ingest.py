@@ -64,7 +64,7 @@ def ingest_chunk(
     Returns partition keys, row counts and the content hash, never data.
     """
     s = settings_from(settings).replace(symbols=symbols)
-    provider = make_provider(s, token_loader=prefect_secret_loader if s.tushare.secret_block else None)
+    provider = make_provider(s, token_loader=prefect_secret_loader)
     ref = ingest_range(
         provider,
         Lake(lake_root),

@@ -71,7 +71,6 @@ def validate_chunk_task(
                      "excluded_symbols": summary.get("excluded_symbols") or [],
                      "threshold": quarantine_alert_rows},
                     alert=quarantine_alert_rows is not None and n >= quarantine_alert_rows)
-    result = read_validation_result(lake, summary["run_id"])
     pages = summary.get("docs_pages") or {}
     docs_target = pages.get("critical") or summary["docs_path"]
     md = summary_markdown(summary)
@@ -81,7 +80,7 @@ def validate_chunk_task(
             + [f"[all validation runs]({link_for(lake, summary['docs_path'])})"]) + "\n"
     create_markdown_artifact(key=SUMMARY_KEY, markdown=md,
                              description=f"Validation {chunk['start']} .. {chunk['end']}")
-    rows = failure_table(result)
+    rows = failure_table(read_validation_result(lake, summary["run_id"]))
     if rows:
         create_table_artifact(key=FAILURES_KEY, table=rows,
                               description="Failed expectations with example rows")

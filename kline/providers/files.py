@@ -87,14 +87,10 @@ class _Parsed:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _lower_map(columns: Sequence[str]) -> dict[str, str]:
-    return {str(c).strip().lower(): c for c in columns}
-
-
 def detect_layout(columns: Sequence[str], mapping: Mapping[str, str] | None = None) -> Layout | None:
     """The layout of a file with these header names, or None when none fits."""
     cols = [str(c) for c in columns]
-    low = _lower_map(cols)
+    low = {c.strip().lower(): c for c in cols}
     if mapping:
         return Layout("mapping", dict(mapping), describe="explicit column mapping from config")
     if {"ts_code", "trade_date", "open", "high", "low", "close", "vol"} <= low.keys():
@@ -136,11 +132,7 @@ def closest_layout(columns: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _strip_suffix(name: str) -> str | None:
-    low = name.lower()
-    for suf in SUFFIXES:
-        if low.endswith(suf):
-            return name[: -len(suf)]
-    return None
+    return next((name[: -len(suf)] for suf in SUFFIXES if name.lower().endswith(suf)), None)
 
 
 def parse_dates(values: pd.Series, where: str) -> pd.Series:
@@ -329,9 +321,8 @@ class FileProvider:
             df["pre_close"] = (num["close"] - num["change"]).round(4).to_numpy(dtype="float64")
         else:
             df["pre_close"] = np.nan
-        adj_close = num["adj_close"].to_numpy(dtype="float64") if "adj_close" in num else None
-        if adj_close is not None:
-            df["adj_close"] = adj_close
+        if "adj_close" in num:
+            df["adj_close"] = num["adj_close"].to_numpy(dtype="float64")
 
         df = df.sort_values("trade_date", kind="stable").reset_index(drop=True)
         same = df.duplicated(keep="first")
@@ -400,10 +391,8 @@ class FileProvider:
     def fetch_adj_factor(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> pd.DataFrame:
         """``Adj Close / Close`` per row for files that carry an adjusted close (Yahoo); empty
         for every other layout."""
-        frames = []
-        for sym, path in self.resolve(symbols).items():
-            adj = self._parsed(sym, path).adj
-            frames.append(adj[(adj["trade_date"] >= start) & (adj["trade_date"] <= end)])
+        adjs = [self._parsed(sym, path).adj for sym, path in self.resolve(symbols).items()]
+        frames = [a[(a["trade_date"] >= start) & (a["trade_date"] <= end)] for a in adjs]
         frames = [f for f in frames if len(f)]
         if not frames:
             return ADJ_SCHEMA.empty_table().to_pandas()
@@ -452,7 +441,7 @@ class FileProvider:
         )
 
     def date_range(self, symbols: Sequence[str]) -> tuple[dt.date, dt.date] | None:
-        """First and last date over the files of ``symbols`` (for a CLI default range)."""
+        """First and last date over the files of ``symbols``; None when they hold no row."""
         days = [d for s, p in self.resolve(symbols).items() for d in self._parsed(s, p).bars["trade_date"]]
         return (min(days), max(days)) if days else None
 
@@ -464,6 +453,3 @@ def make_file_provider(settings: Any) -> FileProvider:
     provider = FileProvider(cfg.source, cfg.calendar, cfg.columns, cfg.calendars, cfg.estimate_amount)
     provider.resolve(settings.symbols)
     return provider
-
-
-__all__ = ["FileProvider", "Layout", "detect_layout", "make_file_provider", "parse_dates", "read_table_file"]
