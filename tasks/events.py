@@ -21,9 +21,10 @@ QUARANTINED = "kline.data.quarantined"
 TRAINED = "kline.model.trained"
 PROMOTED = "kline.model.promoted"
 DECAYED = "kline.model.decayed"
+RETIRED = "kline.model.retired"  # the champion no longer beats persistence: the forecast is persistence
 REPORT_PUBLISHED = "kline.report.published"
 RUN_FAILED = "kline.run.failed"
-EVENTS = (INGESTED, QUARANTINED, TRAINED, PROMOTED, DECAYED, REPORT_PUBLISHED, RUN_FAILED)
+EVENTS = (INGESTED, QUARANTINED, TRAINED, PROMOTED, DECAYED, RETIRED, REPORT_PUBLISHED, RUN_FAILED)
 
 MAX_SYMBOL_RESOURCES = 50  # a big universe is summarised in the payload, not as resources
 

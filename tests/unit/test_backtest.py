@@ -15,7 +15,7 @@ from kline.backtest import (
     walk_forward,
 )
 from kline.baselines import RidgeForecaster, RollingMeanForecaster
-from kline.config import FeatureConfig, Settings
+from kline.config import FeatureConfig, PromotionConfig, Settings
 from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, held_out_dates, prediction_frame
 from kline.providers.synthetic import SyntheticProvider
@@ -76,6 +76,54 @@ def test_walk_forward_hides_every_outcome_after_train_end(panel):
     assert preds.empty
     for o in made:
         assert o.max_target_date <= o.train_end
+
+
+class Recorder:
+    """A forecaster that remembers every (symbol, decision date) whose outcome its fit read,
+    and, warm started, every row its predecessors read: their ``weights`` carry them on."""
+
+    name = "recorder"
+
+    def fit(self, panel, train_end, init_weights=None):
+        known = panel[np.isfinite(panel["target"].to_numpy("float64"))]
+        seen = set(zip(known["symbol"], pd.to_datetime(known["trade_date"]).dt.date, strict=True))
+        self.weights = {"seen": seen | (init_weights or {}).get("seen", set())}
+        self.warm, self.train_end = init_weights is not None, train_end
+        return {"rows": len(known)}
+
+    def predict(self, panel, dates=None):
+        p = panel[pd.to_datetime(panel["trade_date"]).dt.date.isin(set(dates))]
+        return prediction_frame(p["symbol"], p["trade_date"], p["target_date"], np.zeros(len(p)), self.name,
+                                f"fit-{self.train_end}", self.train_end)
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_walk_forward_rows_were_never_seen_by_the_fit_that_predicts_them(panel, case):
+    """Property over random held-out lengths, refit intervals, windows and warm starts: no
+    predicted row is a row whose outcome the evaluated fit (or a fit it started from) read."""
+    rng = np.random.default_rng(case)
+    n_test = int(rng.integers(5, 120))
+    every = int(rng.integers(1, 70))
+    window = str(rng.choice(["expanding", "rolling"]))
+    warm = bool(rng.integers(0, 2))
+    test = held_out_dates(panel, n_test)
+    made = []
+
+    def make():
+        made.append(Recorder())
+        return made[-1]
+
+    preds, fits = walk_forward(panel, make, test, every, window, rolling_sessions=int(rng.integers(20, 300)),
+                               warm_start=warm)
+    by_fit = {f"fit-{m.train_end}": m for m in made}
+    assert len(by_fit) == len(made) == len(fits)
+    assert [f["warm_start"] for f in fits] == [warm and i > 0 for i in range(len(fits))]
+    for version, rows in preds.groupby("version"):
+        seen = by_fit[version].weights["seen"]
+        predicted = set(zip(rows["symbol"], rows["trade_date"], strict=True))
+        assert not predicted & seen, (case, version)
+        assert (rows["target_date"] > rows["train_end"]).all()
+    assert set(preds["trade_date"]) == set(test)
 
 
 def test_leakage_perturbing_after_cutoff_changes_no_earlier_prediction(bars):
@@ -148,26 +196,40 @@ def test_attach_realised_uses_the_panel_target(panel):
     assert out["realised"].isna().sum() == 2  # the last date: tomorrow is not known yet
 
 
-FC = {"lstm": {"mase": 0.98}, "persistence": {"mase": 1.0}}
+SIG = {"dm_stat": -2.5, "dm_pvalue": 0.01, "sessions": 40}
+FC = {"lstm": {"mase": 0.98, **SIG}, "persistence": {"mase": 1.0}}
 
 
-def test_promotion_needs_to_beat_persistence_and_champion():
+def test_promotion_needs_to_beat_persistence_and_champion_significantly():
     d = decide_promotion("lstm", "v2", FC, "mase", None)
     assert d["promote"] and d["persistence_value"] == 1.0 and d["champion_version"] is None
-    d = decide_promotion("lstm", "v2", {"lstm": {"mase": 1.02}, "persistence": {"mase": 1.0}}, "mase", None)
+    d = decide_promotion("lstm", "v2", {"lstm": {"mase": 1.02, **SIG}, "persistence": {"mase": 1.0}}, "mase", None)
     assert not d["promote"] and "persistence" in d["reason"]
-    d = decide_promotion("lstm", "v2", FC, "mase", {"version": "v1", "metric_value": 0.97})
+    d = decide_promotion("lstm", "v2", {**FC, "champion": {"mase": 0.97}}, "mase", {"version": "v1"})
     assert not d["promote"] and d["champion_value"] == 0.97
-    d = decide_promotion("lstm", "v2", FC, "mase", {"version": "v1", "metric_value": 0.99})
+    d = decide_promotion("lstm", "v2", {**FC, "champion": {"mase": 0.99}}, "mase", {"version": "v1"})
     assert d["promote"] and "v1" in d["reason"]
-    d = decide_promotion("lstm", "v1", FC, "mase", {"version": "v1", "metric_value": 0.99})
+    d = decide_promotion("lstm", "v1", {**FC, "champion": {"mase": 0.99}}, "mase", {"version": "v1"})
     assert not d["promote"]
+    # a champion with no out-of-sample row in common cannot be beaten by default
+    d = decide_promotion("lstm", "v2", FC, "mase", {"version": "v1"})
+    assert not d["promote"] and "nothing to compare" in d["reason"]
+
+
+def test_promotion_needs_a_significant_diebold_mariano_and_enough_sessions():
+    weak = {"lstm": {"mase": 0.98, "dm_stat": -1.2, "dm_pvalue": 0.23, "sessions": 40}, "persistence": {"mase": 1.0}}
+    d = decide_promotion("lstm", "v2", weak, "mase", None)
+    assert not d["promote"] and "not significantly" in d["reason"] and d["max_p"] == 0.10
+    assert decide_promotion("lstm", "v2", weak, "mase", None, PromotionConfig(max_p=0.3))["promote"]
+    few = {"lstm": {"mase": 0.98, **SIG, "sessions": 5}, "persistence": {"mase": 1.0}}
+    d = decide_promotion("lstm", "v2", few, "mase", None)
+    assert not d["promote"] and "5 held-out session(s)" in d["reason"]
 
 
 def test_promotion_higher_is_better_metric_and_nan():
-    fc = {"lstm": {"directional_accuracy": 0.53}, "persistence": {"directional_accuracy": float("nan")}}
+    fc = {"lstm": {"directional_accuracy": 0.53, **SIG}, "persistence": {"directional_accuracy": float("nan")}}
     assert not decide_promotion("lstm", "v", fc, "directional_accuracy")["promote"]
-    fc = {"lstm": {"ic": 0.05}, "persistence": {"ic": 0.01}}
+    fc = {"lstm": {"ic": 0.05, **SIG}, "persistence": {"ic": 0.01}}
     assert decide_promotion("lstm", "v", fc, "ic")["promote"]
     with pytest.raises(BacktestError):
         decide_promotion("ridge", "v", fc, "ic")
