@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 
 from kline.config import BacktestConfig, PromotionConfig, Settings
+from kline.crosssection import MIN_STOCKS, evaluate_cross_section
+from kline.features import is_stock
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, held_out_count, held_out_dates
 from kline.jsonable import jsonable
 from kline.metrics import better, forecast_metrics
@@ -150,6 +152,7 @@ class BacktestResult:
     strategy: dict[str, dict[str, float]]  # model or buy_and_hold -> strategy metrics
     equity: pd.DataFrame  # index trade_date, one column per strategy (currency)
     test_dates: list[dt.date] = field(default_factory=list)
+    cross_section: dict = field(default_factory=dict)  # cross_section_figures
 
     def summary(self) -> dict:
         """JSON-able numbers: test span, forecast and strategy metrics, fit log."""
@@ -160,6 +163,7 @@ class BacktestResult:
             "symbols": sorted(map(str, self.predictions["symbol"].unique())),
             "forecast": self.forecast,
             "strategy": self.strategy,
+            "cross_section": self.cross_section,
             "fits": self.fits,
         }
 
@@ -200,7 +204,25 @@ def run_backtest(
     predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
     forecast = score(predictions)
     strategy, curves = simulate_all(bars, predictions, cfg, calendars, adj_factor, facts)
-    return BacktestResult(predictions, fits, forecast, strategy, curves, test)
+    cross = cross_section_figures(predictions, bars, cfg, facts)
+    return BacktestResult(predictions, fits, forecast, strategy, curves, test, cross)
+
+
+def cross_section_figures(predictions: pd.DataFrame, bars: pd.DataFrame, cfg: BacktestConfig,
+                          facts: InstrumentFacts | None = None) -> dict:
+    """Per model, ``kline.crosssection.evaluate_cross_section`` of its walk-forward (IC, rank
+    IC, ICIR, t; the top-k portfolio of ``cfg.topk`` / ``cfg.n_drop`` against the equal-weight
+    universe) when the universe holds at least ``MIN_STOCKS`` stocks; else only ``stocks`` and
+    a ``note`` saying why there are none. Models with a constant score (persistence) get NaN ICs."""
+    stocks = sum(is_stock(str(s)) for s in pd.unique(predictions["symbol"]))
+    out: dict = {"stocks": int(stocks), "min_stocks": MIN_STOCKS, "topk": cfg.topk, "n_drop": cfg.n_drop}
+    if stocks < MIN_STOCKS:
+        out["note"] = (f"cross-sectional figures (IC, top-k portfolio) need a universe of at least {MIN_STOCKS} "
+                       f"stocks; this one has {stocks}")
+        return out
+    out["models"] = {str(name): evaluate_cross_section(p, bars, cfg.topk, cfg.n_drop, cfg, facts)
+                     for name, p in predictions.groupby("model", sort=True)}
+    return out
 
 
 def simulate_all(

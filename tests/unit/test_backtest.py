@@ -10,15 +10,17 @@ from kline.backtest import (
     BacktestError,
     attach_realised,
     decide_promotion,
+    residual_quantiles,
     run_backtest,
     score,
     walk_forward,
+    with_interval,
 )
 from kline.baselines import RidgeForecaster, RollingMeanForecaster
 from kline.config import FeatureConfig, PromotionConfig, Settings
 from kline.features import build_features
 from kline.forecasters import PREDICTION_COLUMNS, held_out_dates, prediction_frame
-from kline.providers.synthetic import SyntheticProvider
+from kline.providers.synthetic import SyntheticProvider, synthetic_universe
 
 SYMBOLS = ["000001.SH", "600519.SH"]
 FEAT = FeatureConfig(features=("log_return", "hl_range", "volatility_5"), window=5)
@@ -267,3 +269,51 @@ def test_the_backtest_holds_out_what_the_resolved_preset_holds_out(bars):
     seed = Settings().replace(train={"preset": "seed"})  # the article's 70/30 split, not test_sessions
     r = run_backtest(one, bars, seed, models=["persistence"])
     assert len(r.test_dates) == round(0.3 * known) + 1  # + tomorrow's forecast
+
+
+def test_cross_section_figures_for_a_universe_of_30_stocks_and_a_note_below():
+    """36 stocks with the planted signal (0.3, seen through ``volume_z_20``): ridge on that
+    feature finds it (rank IC t > 3); persistence's constant score has no IC."""
+    syms = synthetic_universe(36)
+    bars = SyntheticProvider(seed=4, signal=0.3).fetch(syms, dt.date(2022, 1, 1), dt.date(2023, 6, 30))
+    feats = FeatureConfig(features=("volume_z_20",), window=2)
+    panel = build_features(bars, feats)
+    s = Settings(features=feats).replace(train={"test_sessions": 120}, backtest={"retrain_every": 60, "topk": 8,
+                                                                                 "n_drop": 2})
+    r = run_backtest(panel, bars, s, models=["persistence", "ridge"])
+    cs = r.summary()["cross_section"]
+    predicted = sorted(r.predictions["symbol"].unique())  # stocks listed after the held-out start have none
+    assert cs["stocks"] == len(predicted) >= 30 and (cs["topk"], cs["n_drop"]) == (8, 2) and "note" not in cs
+    ridge = cs["models"]["ridge"]
+    assert ridge["rank_ic_mean"] > 0 and ridge["rank_ic_t"] > 3 and ridge["ic_days"] == 120
+    assert ridge["k"] == 8 and np.isfinite(ridge["excess_return_with_cost.information_ratio"])
+    assert np.isnan(cs["models"]["persistence"]["ic_mean"])
+
+    small = run_backtest(panel[panel["symbol"].isin(predicted[:29])], bars, s, models=["persistence"])
+    note = small.summary()["cross_section"]
+    assert "models" not in note and note["stocks"] == 29 and "at least 30 stocks; this one has 29" in note["note"]
+
+
+def test_forecast_interval_from_walk_forward_residuals():
+    dates = pd.bdate_range("2023-01-02", periods=100).date
+    rng = np.random.default_rng(1)
+    rows = []
+    for sym, scale in (("A", 0.01), ("B", 0.05)):
+        real = rng.normal(0, scale, len(dates))
+        rows.append(pd.DataFrame({"symbol": sym, "trade_date": dates, "model": "lstm", "pred_return": 0.001,
+                                  "realised": real}))
+    rows.append(pd.DataFrame({"symbol": "C", "trade_date": dates[:5], "model": "lstm", "pred_return": 0.0,
+                              "realised": [0.1] * 5}))  # too few residuals of its own: pooled
+    preds = pd.concat(rows, ignore_index=True)
+    q = residual_quantiles(preds, "lstm", (0.1, 0.9))
+    a = preds[preds["symbol"] == "A"]
+    assert q["A"] == pytest.approx(tuple(np.quantile(a["realised"] - 0.001, [0.1, 0.9])))
+    assert q["B"][1] - q["B"][0] > 3 * (q["A"][1] - q["A"][0]) and "C" not in q and "" in q
+    fc = pd.DataFrame({"symbol": ["A", "C", "D"], "pred_return": [0.002, 0.0, 0.0], "close": [10.0, 20.0, 30.0]})
+    out = with_interval(fc, q, (0.1, 0.9))
+    assert out.loc[0, "pred_return_low"] == pytest.approx(0.002 + q["A"][0])
+    assert out.loc[0, "pred_close_high"] == pytest.approx(10.0 * np.exp(0.002 + q["A"][1]))
+    assert out.loc[1, "pred_return_low"] == pytest.approx(q[""][0])  # pooled
+    assert (out["pred_close_low"] < out["pred_close_high"]).all() and set(out["interval"]) == {"p10-p90"}
+    none = with_interval(fc, {}, (0.1, 0.9))
+    assert none["pred_close_low"].isna().all()
