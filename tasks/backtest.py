@@ -129,7 +129,8 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     card, moves or clears the champion pointer; returns the decision. Emits
     ``kline.model.promoted`` / ``kline.model.retired`` and, given ``alerts`` (the
     ``[alerts]`` section), ``kline.model.decayed`` when the champion's rolling walk-forward
-    MASE is above its threshold (the verdict is in the returned ``decay``).
+    MASE is above its threshold (the verdict is in the returned ``decay``; None when the run
+    started without a champion).
     """
     s = settings_from(settings)
     lake = Lake(lake_root)
@@ -139,13 +140,14 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     symbols = summary.get("symbols") or []
     recorded = f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json" if version else None
     previous = json.loads(lake.read_text(recorded)) if recorded and lake.exists(recorded) else None
+    serving = registry.get_champion(lake, name)  # the champion this run started with
     if previous and previous.get("backtest_run") == backtest_ref["run"]:
         decision = previous  # decided already (the champion pointer moved then, if at all)
     else:
         decision = _decide(lake, s, name, version, summary, run_date, backtest_ref, recorded, features_path)
         _announce(decision, lake_root, name, version, metric, run_date, symbols)
     if alerts is not None:
-        decision = {**decision, "decay": _check_decay(lake, name, metric, backtest_ref, alerts, run_date, symbols)}
+        decision = {**decision, "decay": _check_decay(lake, serving, name, backtest_ref, alerts, run_date, symbols)}
     return decision
 
 
@@ -227,11 +229,11 @@ def _announce(decision: dict, lake_root: str, name: str, version: str | None, me
                     alert=True)
 
 
-def _check_decay(lake: Lake, name: str, metric: str, backtest_ref: dict, alerts: dict, run_date: str,
+def _check_decay(lake: Lake, champion: dict | None, name: str, backtest_ref: dict, alerts: dict, run_date: str,
                  symbols: list[str]) -> dict | None:
-    """The champion's decay verdict on this backtest's walk-forward predictions of its model
+    """The decay verdict of ``champion`` (the one the run started with; None: nothing to
+    check) on this backtest's walk-forward predictions of its model
     (``kline.monitoring.decay_verdict``); emits ``kline.model.decayed`` when decayed."""
-    champion = registry.get_champion(lake, name)
     if not champion:
         return None
     cfg = settings_from({"alerts": alerts}).alerts
