@@ -10,6 +10,7 @@ from kline.backtest import (
     BacktestError,
     attach_realised,
     decide_promotion,
+    judge_candidate,
     residual_quantiles,
     run_backtest,
     score,
@@ -317,3 +318,44 @@ def test_forecast_interval_from_walk_forward_residuals():
     assert (out["pred_close_low"] < out["pred_close_high"]).all() and set(out["interval"]) == {"p10-p90"}
     none = with_interval(fc, {}, (0.1, 0.9))
     assert none["pred_close_low"].isna().all()
+
+
+def _frame(model, dates, syms, realised, pred):
+    n = len(dates) * len(syms)
+    return pd.DataFrame({"symbol": np.repeat(syms, len(dates)), "trade_date": np.tile(dates, len(syms)),
+                         "model": model, "pred_return": pred[:n], "realised": realised[:n]})
+
+
+def test_judge_candidate_compares_candidate_champion_and_persistence_on_the_same_rows():
+    rng = np.random.default_rng(3)
+    dates, syms = list(pd.bdate_range("2023-01-02", periods=80).date), ["A", "B", "C"]
+    realised = rng.normal(0, 0.02, 240)
+    skilled = 0.6 * realised + rng.normal(0, 0.006, 240)  # a clear, significant skill
+    preds = pd.concat([_frame("lstm", dates, syms, realised, skilled),
+                       _frame("persistence", dates, syms, realised, np.zeros(240))], ignore_index=True)
+    d = judge_candidate(preds, "lstm", "v2", "mase", PromotionConfig())
+    assert d["promote"] and d["verdict"] is None and d["metrics"]["lstm"]["n"] == 240
+    assert d["held_out"] == [dates[0].isoformat(), dates[-1].isoformat()] and d["dm_pvalue"] < 0.01
+
+    # a champion trained through session 55: its own rows are the last 25 sessions only
+    late = dates[55:]
+    mask = np.isin(np.tile(dates, 3), late)
+    champ_real, champ_pred = realised[mask], 0.9 * realised[mask]  # better than the candidate there
+    champion = _frame("champion", late, syms, champ_real, champ_pred)
+    d = judge_candidate(preds, "lstm", "v2", "mase", PromotionConfig(), champion, "v1")
+    assert not d["verdict"]["retire"] and d["verdict"]["sessions"] == 25
+    assert {m["n"] for m in d["metrics"].values()} == {75}  # 25 sessions x 3 symbols, for all three
+    assert not d["promote"] and "does not beat champion v1" in d["reason"] and d["champion_version"] == "v1"
+
+    # a champion that no longer beats persistence is retired and the candidate judged without it
+    bad = _frame("champion", late, syms, champ_real, -champ_real)
+    d = judge_candidate(preds, "lstm", "v2", "mase", PromotionConfig(), bad, "v1")
+    assert d["verdict"]["retire"] and "no longer beats persistence" in d["verdict"]["reason"]
+    assert d["promote"] and d["metrics"]["lstm"]["n"] == 240 and "champion" not in d["metrics"]
+
+    # a champion too young to judge stays, and blocks promotion until it has sessions in common
+    young = _frame("champion", dates[75:], syms, realised[np.isin(np.tile(dates, 3), dates[75:])],
+                   np.zeros(15))
+    d = judge_candidate(preds, "lstm", "v2", "mase", PromotionConfig(), young, "v1")
+    assert not d["verdict"]["retire"] and d["verdict"]["sessions"] == 5
+    assert not d["promote"] and "5 held-out session(s)" in d["reason"]
