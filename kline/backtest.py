@@ -316,6 +316,8 @@ def judge_candidate(
     common = pd.to_datetime(known[known["model"] == candidate]["trade_date"]) if len(known) else pd.Series([])
     decision = decide_promotion(candidate, candidate_version, fc, metric,
                                 {"version": champion_version} if keep else None, cfg)
+    if verdict and verdict["retire"] and candidate_version is not None and candidate_version == champion_version:
+        decision.update(promote=False, reason=f"{candidate} {candidate_version} is the champion this run retired")
     decision.update(verdict=verdict, metrics={k: fc[k] for k in sorted(fc)},
                     held_out=[f"{common.min():%Y-%m-%d}", f"{common.max():%Y-%m-%d}"] if len(common) else None)
     return decision

@@ -352,6 +352,8 @@ def test_judge_candidate_compares_candidate_champion_and_persistence_on_the_same
     d = judge_candidate(preds, "lstm", "v2", "mase", PromotionConfig(), bad, "v1")
     assert d["verdict"]["retire"] and "no longer beats persistence" in d["verdict"]["reason"]
     assert d["promote"] and d["metrics"]["lstm"]["n"] == 240 and "champion" not in d["metrics"]
+    d = judge_candidate(preds, "lstm", "v1", "mase", PromotionConfig(), bad, "v1")  # the retired one itself
+    assert d["verdict"]["retire"] and not d["promote"] and "retired" in d["reason"]
 
     # a champion too young to judge stays, and blocks promotion until it has sessions in common
     young = _frame("champion", dates[75:], syms, realised[np.isin(np.tile(dates, 3), dates[75:])],
