@@ -104,6 +104,13 @@ def desired_automations(settings: Settings) -> dict[str, dict[str, Any]]:
             "body": "As of {{ event.payload.run_date }}: {{ event.payload.metric }} "
                     "{{ event.payload.candidate_value }} ({{ event.payload.rule }}).",
         },
+        "kline-model-retired": {
+            "description": "The champion no longer beats persistence on its newest sessions: retired.",
+            "trigger": EventTrigger(expect={events.RETIRED}, match=alert, posture=Posture.Reactive, threshold=1),
+            "subject": "kline: champion {{ event.payload.model }} {{ event.payload.version }} retired",
+            "body": "As of {{ event.payload.run_date }}: {{ event.payload.reason }}. Until a candidate is "
+                    "promoted on evidence the next-session forecast is persistence.",
+        },
         "kline-model-decayed": {
             "description": f"The champion's walk-forward MASE over the last {a.decay_sessions} sessions is above "
                            f"{a.decay_mase}.",

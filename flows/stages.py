@@ -152,10 +152,12 @@ def model_stages(
             root, bt_settings, day, symbols, features["data_fingerprint"], calendars, features["path"]
         )
         candidate = {"name": trained["name"], "version": trained.get("version")}
-        decision = bind(promote, root, refresh)(root, bt_settings, day, bt, candidate,
-                                                alerts=settings.to_dict()["alerts"])
+        decision = bind(promote, root, refresh)(root, stage_settings(settings, "promote"), day, bt, candidate,
+                                                alerts=settings.to_dict()["alerts"], features_path=features["path"])
     with stage("forecast", symbols):
-        nxt = bind(forecast, root, refresh)(root, day, symbols, features["path"], decision, trained.get("version"))
+        b = settings.backtest
+        nxt = bind(forecast, root, refresh)(root, day, symbols, features["path"], decision, bt,
+                                            [b.interval_low, b.interval_high])
     with stage("report", symbols):
         rep = bind(report, root, refresh)(
             root, day, symbols, bt, decision, trained["name"], trained.get("version"), None, validation, nxt

@@ -7,6 +7,14 @@ block. The fit sees only rows with ``target_date <= train_end`` (and, for a roll
 only the last ``rolling_sessions`` of them); predict sees rows dated ``<=`` the block's last
 date with every target after ``train_end`` blanked. Every prediction carries the
 ``version`` and ``train_end`` of the fit that made it, so leakage can be audited.
+
+Warm starts are evaluated as warm starts: with ``train.warm_start`` the LSTM of each block
+after the first starts from the previous block's weights, as the production model starts
+from the champion's (the first block starts cold: no earlier fit exists point in time).
+
+Promotion on evidence (``decide_promotion``) compares the candidate's walk-forward, the
+champion's own out-of-sample predictions (sessions after its training end) and persistence
+on the same rows; ``champion_verdict`` re-checks the champion on the newest sessions.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kline.config import BacktestConfig, Settings
+from kline.config import BacktestConfig, PromotionConfig, Settings
+from kline.crosssection import MIN_STOCKS, evaluate_cross_section
+from kline.features import is_stock
 from kline.forecasters import PREDICTION_COLUMNS, Forecaster, held_out_count, held_out_dates
 from kline.jsonable import jsonable
 from kline.metrics import better, forecast_metrics
@@ -49,9 +59,12 @@ def walk_forward(
     retrain_every: int,
     window: str = "expanding",
     rolling_sessions: int = 750,
+    warm_start: bool = False,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Out-of-sample predictions (``PREDICTION_COLUMNS``) for ``test_dates`` and one summary
-    per fit (``train_end``, ``version``, rows, wall seconds, the forecaster's own summary)."""
+    per fit (``train_end``, ``version``, rows, wall seconds, warm start, the forecaster's own
+    summary). ``warm_start``: a fit after the first starts from the previous fit's
+    ``weights`` (forecasters that have them)."""
     if retrain_every < 1:
         raise BacktestError(f"retrain_every must be >= 1, got {retrain_every}")
     if window not in WINDOWS:
@@ -65,6 +78,7 @@ def walk_forward(
         # only tomorrow's forecast left: no outcome to wait for, so no refit just for it
         blocks[-2:] = [blocks[-2] + blocks[-1]]
     preds, fits = [], []
+    previous = None
     for block in blocks:
         train_end = np.datetime64(block[0], "D")
         fit_rows = tgt <= train_end
@@ -74,8 +88,13 @@ def walk_forward(
             fit_rows &= td >= start
         model = make()
         t0 = time.perf_counter()
-        summary = model.fit(panel[fit_rows].reset_index(drop=True), block[0])
+        init = getattr(previous, "weights", None) if warm_start else None
+        if init:
+            summary = model.fit(panel[fit_rows].reset_index(drop=True), block[0], init)
+        else:
+            summary = model.fit(panel[fit_rows].reset_index(drop=True), block[0])
         wall = time.perf_counter() - t0
+        previous = model
         visible = panel[td <= np.datetime64(block[-1], "D")].copy()
         visible.loc[_d64(visible["target_date"]) > train_end, "target"] = np.nan
         p = model.predict(visible.reset_index(drop=True), block)
@@ -87,6 +106,7 @@ def walk_forward(
             "block_end": block[-1].isoformat(),
             "version": str(p["version"].iloc[0]) if len(p) else None,
             "rows": int(fit_rows.sum()),
+            "warm_start": bool(init),
             "wall_s": round(wall, 3),
             "summary": jsonable(summary),
         })
@@ -117,6 +137,7 @@ def score(predictions: pd.DataFrame) -> dict[str, dict[str, float]]:
         p = known[known["model"] == name]
         p = p[[(s, d) in keys for s, d in zip(p["symbol"], p["trade_date"], strict=True)]]
         out[name] = forecast_metrics(p["realised"].to_numpy(), p["pred_return"].to_numpy(), list(p["trade_date"]))
+        out[name]["sessions"] = int(p["trade_date"].nunique())
     return out
 
 
@@ -131,6 +152,7 @@ class BacktestResult:
     strategy: dict[str, dict[str, float]]  # model or buy_and_hold -> strategy metrics
     equity: pd.DataFrame  # index trade_date, one column per strategy (currency)
     test_dates: list[dt.date] = field(default_factory=list)
+    cross_section: dict = field(default_factory=dict)  # cross_section_figures
 
     def summary(self) -> dict:
         """JSON-able numbers: test span, forecast and strategy metrics, fit log."""
@@ -141,6 +163,7 @@ class BacktestResult:
             "symbols": sorted(map(str, self.predictions["symbol"].unique())),
             "forecast": self.forecast,
             "strategy": self.strategy,
+            "cross_section": self.cross_section,
             "fits": self.fits,
         }
 
@@ -172,14 +195,34 @@ def run_backtest(
         known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "trade_date"].nunique()
         raise BacktestError(f"panel has {known} sessions with an outcome; cannot hold out any for testing")
     preds, fits = [], []
+    warm = resolve_preset(settings.features, settings.train)[1].warm_start
     for name in models:
-        p, f = walk_forward(panel, lambda n=name: make_forecaster(n, settings), test, cfg.retrain_every, cfg.window, cfg.rolling_sessions)
+        p, f = walk_forward(panel, lambda n=name: make_forecaster(n, settings), test, cfg.retrain_every, cfg.window,
+                            cfg.rolling_sessions, warm_start=warm)
         preds.append(p)
         fits.extend(f)
     predictions = attach_realised(pd.concat(preds, ignore_index=True), panel)
     forecast = score(predictions)
     strategy, curves = simulate_all(bars, predictions, cfg, calendars, adj_factor, facts)
-    return BacktestResult(predictions, fits, forecast, strategy, curves, test)
+    cross = cross_section_figures(predictions, bars, cfg, facts)
+    return BacktestResult(predictions, fits, forecast, strategy, curves, test, cross)
+
+
+def cross_section_figures(predictions: pd.DataFrame, bars: pd.DataFrame, cfg: BacktestConfig,
+                          facts: InstrumentFacts | None = None) -> dict:
+    """Per model, ``kline.crosssection.evaluate_cross_section`` of its walk-forward (IC, rank
+    IC, ICIR, t; the top-k portfolio of ``cfg.topk`` / ``cfg.n_drop`` against the equal-weight
+    universe) when the universe holds at least ``MIN_STOCKS`` stocks; else only ``stocks`` and
+    a ``note`` saying why there are none. Models with a constant score (persistence) get NaN ICs."""
+    stocks = sum(is_stock(str(s)) for s in pd.unique(predictions["symbol"]))
+    out: dict = {"stocks": int(stocks), "min_stocks": MIN_STOCKS, "topk": cfg.topk, "n_drop": cfg.n_drop}
+    if stocks < MIN_STOCKS:
+        out["note"] = (f"cross-sectional figures (IC, top-k portfolio) need a universe of at least {MIN_STOCKS} "
+                       f"stocks; this one has {stocks}")
+        return out
+    out["models"] = {str(name): evaluate_cross_section(p, bars, cfg.topk, cfg.n_drop, cfg, facts)
+                     for name, p in predictions.groupby("model", sort=True)}
+    return out
 
 
 def simulate_all(
@@ -204,40 +247,132 @@ def simulate_all(
     return strategy, equity
 
 
+CHAMPION = "champion"  # the model label of the champion's own predictions in a comparison
+
+
+def out_of_sample(forecaster: Forecaster, panel: pd.DataFrame, dates: Sequence[dt.date]) -> pd.DataFrame:
+    """A fitted forecaster's predictions on ``dates`` for the rows whose outcome it never saw
+    (``target_date > train_end``), with ``realised``; its ``model`` label is ``CHAMPION``."""
+    p = forecaster.predict(panel, list(dates))
+    end = getattr(forecaster, "train_end", None)
+    if end is not None:
+        p = p[_d64(p["target_date"]) > np.datetime64(end, "D")]
+    return attach_realised(p.assign(model=CHAMPION), panel)
+
+
+def _rows(predictions: pd.DataFrame, model: str) -> pd.DataFrame:
+    return predictions[predictions["model"] == model]
+
+
+def _on_keys(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``frame`` whose (symbol, trade_date) is in ``keys``."""
+    k = keys[["symbol", "trade_date"]].drop_duplicates()
+    return frame.merge(k, on=["symbol", "trade_date"], how="inner")
+
+
+def champion_verdict(champion: pd.DataFrame, predictions: pd.DataFrame, metric: str, cfg: PromotionConfig) -> dict:
+    """Re-evaluate the champion on the newest ``cfg.recent_sessions`` sessions it never saw
+    (``champion``: ``out_of_sample`` rows) against persistence on the same rows: ``retire``
+    when, over at least ``cfg.min_sessions`` scored sessions, it no longer beats persistence."""
+    known = champion[np.isfinite(champion["realised"].to_numpy("float64"))]
+    dates = sorted(pd.to_datetime(known["trade_date"]).dt.date.unique())[-cfg.recent_sessions:]
+    known = known[pd.to_datetime(known["trade_date"]).dt.date.isin(dates)]
+    both = pd.concat([known, _on_keys(_rows(predictions, REFERENCE), known)], ignore_index=True)
+    fc = score(both) if len(known) else {}
+    value = float(fc.get(CHAMPION, {}).get(metric, math.nan))
+    ref = float(fc.get(REFERENCE, {}).get(metric, math.nan))
+    n = len(dates)
+    if n < cfg.min_sessions:
+        retire, reason = False, f"{n} session(s) since the champion was trained; {cfg.min_sessions} needed to re-judge it"
+    elif better(metric, value, ref):
+        retire, reason = False, f"champion {metric} {value:.4f} still beats {REFERENCE} {ref:.4f} on the newest {n} sessions"
+    else:
+        retire, reason = True, (f"champion {metric} {value:.4f} no longer beats {REFERENCE} {ref:.4f} "
+                                f"on the newest {n} sessions")
+    return {"retire": retire, "reason": reason, "metric": metric, "sessions": n,
+            "span": [dates[0].isoformat(), dates[-1].isoformat()] if dates else None,
+            "champion_value": value, "persistence_value": ref}
+
+
+def judge_candidate(
+    predictions: pd.DataFrame,
+    candidate: str,
+    candidate_version: str | None,
+    metric: str,
+    cfg: PromotionConfig,
+    champion: pd.DataFrame | None = None,
+    champion_version: str | None = None,
+) -> dict:
+    """The evidence and the decision for one run: re-judge the champion (``champion_verdict``
+    on its ``out_of_sample`` rows), then score the candidate's walk-forward, persistence and
+    the (kept) champion on the rows all of them predicted (``score``) and apply
+    ``decide_promotion``. Returns the decision plus ``verdict``, ``metrics`` and ``held_out``."""
+    verdict = champion_verdict(champion, predictions, metric, cfg) if champion is not None else None
+    keep = champion is not None and not verdict["retire"]
+    frame = pd.concat([_rows(predictions, candidate), _rows(predictions, REFERENCE)]
+                      + ([champion] if keep else []), ignore_index=True)
+    fc = score(frame) if len(frame) else {}
+    known = frame[np.isfinite(frame["realised"].to_numpy("float64"))]
+    common = pd.to_datetime(known[known["model"] == candidate]["trade_date"]) if len(known) else pd.Series([])
+    decision = decide_promotion(candidate, candidate_version, fc, metric,
+                                {"version": champion_version} if keep else None, cfg)
+    if verdict and verdict["retire"] and candidate_version is not None and candidate_version == champion_version:
+        decision.update(promote=False, reason=f"{candidate} {candidate_version} is the champion this run retired")
+    decision.update(verdict=verdict, metrics={k: fc[k] for k in sorted(fc)},
+                    held_out=[f"{common.min():%Y-%m-%d}", f"{common.max():%Y-%m-%d}"] if len(common) else None)
+    return decision
+
+
 def decide_promotion(
     candidate: str,
     candidate_version: str | None,
     forecast: dict[str, dict[str, float]],
     metric: str,
     champion: dict | None = None,
+    cfg: PromotionConfig | None = None,
 ) -> dict:
-    """Champion/challenger decision: promote ``candidate`` only if its walk-forward ``metric``
-    beats persistence on the same held-out rows and the current champion's recorded value.
+    """Promotion on evidence: ``candidate`` becomes champion only if, on the same held-out
+    rows (``forecast``: ``score`` of the candidate, persistence and, given ``champion``
+    (``{"version"}``), the champion's own predictions under ``CHAMPION``), over at least
+    ``cfg.min_sessions`` sessions, its ``metric`` beats persistence and the champion, and its
+    Diebold-Mariano test against persistence has p < ``cfg.max_p`` with a lower loss.
 
-    ``champion`` is the registry's record (``version`` and ``metric_value`` are read) or None.
     Returns a JSON-able decision: promote, reason and every number compared.
     """
+    cfg = cfg or PromotionConfig()
     if candidate not in forecast:
         raise BacktestError(f"candidate {candidate!r} was not backtested")
-    value = float(forecast[candidate].get(metric, math.nan))
+    cand = forecast[candidate]
+    value = float(cand.get(metric, math.nan))
     ref = float(forecast.get(REFERENCE, {}).get(metric, math.nan))
-    champ_value = float(champion["metric_value"]) if champion and champion.get("metric_value") is not None else None
     champ_version = champion.get("version") if champion else None
-    if not np.isfinite(value):
+    champ_value = float(forecast.get(CHAMPION, {}).get(metric, math.nan)) if champion else None
+    dm_stat, dm_p = float(cand.get("dm_stat", math.nan)), float(cand.get("dm_pvalue", math.nan))
+    sessions = int(cand.get("sessions", 0) or 0)
+    if champ_version is not None and champ_version == candidate_version:
+        promote, reason = False, f"{candidate} {candidate_version} is already the champion"
+    elif not np.isfinite(value):
         promote, reason = False, f"{candidate} {metric} is not finite"
     elif not np.isfinite(ref):
         promote, reason = False, f"no {REFERENCE} {metric} to compare with"
+    elif champion is not None and not np.isfinite(champ_value):
+        promote, reason = False, (f"champion {champ_version} has no scored out-of-sample session in common with "
+                                  f"the walk-forward yet: nothing to compare {candidate} with")
+    elif sessions < cfg.min_sessions:
+        promote, reason = False, f"{sessions} held-out session(s) in common; {cfg.min_sessions} needed to judge"
     elif not better(metric, value, ref):
         promote, reason = False, f"{candidate} {metric} {value:.4f} does not beat {REFERENCE} {ref:.4f}"
-    elif champ_version is not None and champ_version == candidate_version:
-        promote, reason = False, f"{candidate} {candidate_version} is already the champion"
-    elif champ_value is not None and not better(metric, value, champ_value):
+    elif champion is not None and not better(metric, value, champ_value):
         promote, reason = False, (f"{candidate} {metric} {value:.4f} does not beat champion "
                                   f"{champ_version} {champ_value:.4f}")
+    elif not (np.isfinite(dm_p) and dm_p < cfg.max_p and dm_stat < 0):
+        promote, reason = False, (f"{candidate} beats {REFERENCE} on {metric} ({value:.4f} vs {ref:.4f}) but not "
+                                  f"significantly: Diebold-Mariano p = {dm_p:.3f}, needs < {cfg.max_p:g}")
     else:
         promote = True
-        reason = f"{candidate} {metric} {value:.4f} beats {REFERENCE} {ref:.4f}" + (
-            f" and champion {champ_version} {champ_value:.4f}" if champ_value is not None else " (no champion yet)")
+        reason = (f"{candidate} {metric} {value:.4f} beats {REFERENCE} {ref:.4f}"
+                  + (f" and champion {champ_version} {champ_value:.4f}" if champion is not None else " (no champion)")
+                  + f" on {sessions} sessions, Diebold-Mariano p = {dm_p:.3f} < {cfg.max_p:g}")
     return {
         "promote": bool(promote),
         "reason": reason,
@@ -248,4 +383,42 @@ def decide_promotion(
         "persistence_value": ref,
         "champion_version": champ_version,
         "champion_value": champ_value,
+        "dm_stat": dm_stat,
+        "dm_pvalue": dm_p,
+        "max_p": cfg.max_p,
+        "sessions": sessions,
     }
+
+
+def residual_quantiles(predictions: pd.DataFrame, model: str, quantiles: tuple[float, float],
+                       min_rows: int = 20) -> dict[str, tuple[float, float]]:
+    """Per symbol, the ``quantiles`` of ``model``'s walk-forward residuals (realised -
+    predicted log return); a symbol with fewer than ``min_rows`` residuals gets the pooled
+    ones (key ``""``, always present when any residual is known)."""
+    p = _rows(predictions, model)
+    r = (p["realised"] - p["pred_return"]).to_numpy("float64")
+    ok = np.isfinite(r)
+    p, r = p[ok], r[ok]
+    if not len(r):
+        return {}
+    out = {"": tuple(float(v) for v in np.quantile(r, quantiles))}
+    for sym, g in pd.Series(r).groupby(p["symbol"].astype(str).to_numpy()):
+        if len(g) >= min_rows:
+            out[str(sym)] = tuple(float(v) for v in np.quantile(g.to_numpy(), quantiles))
+    return out
+
+
+def with_interval(forecast: pd.DataFrame, quantiles: dict[str, tuple[float, float]], levels: tuple[float, float]
+                  ) -> pd.DataFrame:
+    """``forecast`` (``pred_return``, ``close``) with ``pred_return_low/high`` = prediction +
+    the residual quantiles of ``residual_quantiles`` and ``pred_close_low/high``; NaN when no
+    residual is known. ``interval`` names the levels (e.g. ``p10-p90``)."""
+    lo_hi = np.array([quantiles.get(str(s), quantiles.get("", (math.nan, math.nan))) for s in forecast["symbol"]],
+                     dtype="float64").reshape(-1, 2)
+    out = forecast.copy()
+    out["pred_return_low"] = out["pred_return"].to_numpy("float64") + lo_hi[:, 0]
+    out["pred_return_high"] = out["pred_return"].to_numpy("float64") + lo_hi[:, 1]
+    out["pred_close_low"] = out["close"] * np.exp(out["pred_return_low"])
+    out["pred_close_high"] = out["close"] * np.exp(out["pred_return_high"])
+    out["interval"] = f"p{levels[0] * 100:g}-p{levels[1] * 100:g}"
+    return out

@@ -189,6 +189,17 @@ class BacktestConfig:
     min_commission: float = 5.0  # CNY per order
     stamp_duty: float = 0.0005  # of traded value, on sells only (stocks)
     transfer_fee: float = 0.00001  # of traded value, both sides (stocks)
+    topk: int = 50  # cross-section (universes of >= 30 stocks): stocks held by the top-k portfolio
+    n_drop: int = 5  # cross-section: held stocks the top-k portfolio may swap per session
+    interval_low: float = 0.1  # next-session forecast interval: quantiles of the walk-forward residuals
+    interval_high: float = 0.9
+
+
+@_section
+class PromotionConfig:
+    max_p: float = 0.10  # a candidate's Diebold-Mariano p against persistence must be below this
+    min_sessions: int = 20  # scored sessions a comparison needs, to promote or to retire
+    recent_sessions: int = 60  # the champion is re-judged on its newest out-of-sample sessions
 
 
 @_section
@@ -241,6 +252,7 @@ class Settings(BaseSettings):
     features: FeatureConfig = FeatureConfig()
     train: TrainConfig = TrainConfig()
     backtest: BacktestConfig = BacktestConfig()
+    promotion: PromotionConfig = PromotionConfig()
     serve: ServeConfig = ServeConfig()
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()

@@ -35,6 +35,15 @@ def check_settings(settings: Settings) -> None:
     if unknown or "persistence" not in b.models:
         raise ConfigError(f"backtest.models: {', '.join(unknown) or 'persistence missing'}; "
                           f"choose from {', '.join(FORECASTERS)} (persistence is required)")
+    if not 0 < b.interval_low < b.interval_high < 1:
+        raise ConfigError(f"backtest.interval_low/interval_high: need 0 < low < high < 1, "
+                          f"got {b.interval_low}, {b.interval_high}")
+    if b.topk < 1 or b.n_drop < 0:
+        raise ConfigError(f"backtest.topk must be >= 1 and backtest.n_drop >= 0, got {b.topk}, {b.n_drop}")
+    p = settings.promotion
+    if not 0 < p.max_p <= 1 or p.min_sessions < 1 or p.recent_sessions < 1:
+        raise ConfigError(f"promotion: need 0 < max_p <= 1, min_sessions >= 1 and recent_sessions >= 1, "
+                          f"got {p.max_p}, {p.min_sessions}, {p.recent_sessions}")
     for code in {settings.file.calendar, *settings.file.calendars.values()} - {""}:
         try:
             check_code(code)

@@ -27,7 +27,7 @@ from kline import zoo
 from kline.calendar import sessions_in_range
 from kline.config import FeatureConfig, TrainConfig
 from kline.features import feature_fingerprint
-from kline.forecasters import Forecaster
+from kline.forecasters import Forecaster, date_mask, prediction_frame
 from kline.jsonable import jsonable
 from kline.lake import Lake
 from kline.presets import feature_config, resolve_preset
@@ -136,20 +136,45 @@ def set_champion(lake: Lake, name: str, version: str, decision: dict) -> dict:
 
 
 def get_champion(lake: Lake, name: str) -> dict | None:
-    """The champion pointer ``{name, version, decision, set_at}``, or None."""
+    """The champion pointer ``{name, version, decision, set_at}``, or None (never set, or
+    retired)."""
     path = lake.paths.champion(name)
-    return json.loads(lake.read_text(path)) if lake.exists(path) else None
+    if not lake.exists(path):
+        return None
+    pointer = json.loads(lake.read_text(path))
+    return pointer if pointer.get("version") else None
+
+
+def retire_champion(lake: Lake, name: str, verdict: dict) -> dict:
+    """Retire ``name``'s champion: the pointer keeps no version, only the retired one and
+    why (``verdict``); until a candidate is promoted the forecast is persistence."""
+    champ = get_champion(lake, name)
+    pointer = {"name": name, "version": None, "retired": champ["version"] if champ else None,
+               "verdict": verdict, "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    lake.atomic_write_text(lake.paths.champion(name), _json(pointer))
+    return pointer
+
+
+def attach_evidence(lake: Lake, name: str, version: str, evidence: dict) -> dict:
+    """Rewrite ``name/version``'s card with the walk-forward ``evidence`` that judged it
+    (held-out span, metrics of it and persistence, the decision); returns the card."""
+    card = read_card(lake, name, version)
+    card["evidence"] = jsonable(evidence)
+    lake.atomic_write_text(f"{lake.paths.model_dir(name, version)}/{CARD}", _json(card))
+    return card
 
 
 def list_models(lake: Lake) -> list[dict]:
-    """One summary row per registered version (all names): spans, headline test metrics,
-    epochs, wall time and whether it is the champion; for ``kline models``."""
+    """One summary row per registered version (all names): spans, the walk-forward
+    evidence's headline metrics, epochs, wall time and whether it is the champion; for
+    ``kline models``."""
     rows = []
     for name in lake.listdir(lake.paths.models_dir()):
         champ = get_champion(lake, name)
         for v in list_versions(lake, name):
             c = read_card(lake, name, v)
-            m = c.get("metrics", {}).get("test", {})
+            ev = c.get("evidence") or {}
+            m = ev.get("metrics") or {}
             rows.append({
                 "name": name,
                 "version": v,
@@ -157,8 +182,8 @@ def list_models(lake: Lake) -> list[dict]:
                 "created_at": c.get("created_at"),
                 "train_start": (c.get("train_span") or [None, None])[0],
                 "train_end": c.get("train_end"),
-                "test_start": (c.get("test_span") or [None, None])[0],
-                "test_end": (c.get("test_span") or [None, None])[1],
+                "test_start": (ev.get("held_out") or [None, None])[0],
+                "test_end": (ev.get("held_out") or [None, None])[1],
                 "symbols": len(c.get("symbols", [])),
                 "rmse": m.get("rmse"),
                 "mase": m.get("mase"),
@@ -233,24 +258,34 @@ def model_shape(train: TrainConfig) -> dict:
     return {"scope": train.scope, "hidden": train.hidden, "layers": train.layers, "head": train.head}
 
 
-def forecast_next_session(
-    lake: Lake, panel: pd.DataFrame, run_date: dt.date, fallback_version: str | None, name: str = "lstm"
-) -> tuple[pd.DataFrame, dict]:
+FORECAST_COLUMNS = ["symbol", "trade_date", "target_date", "pred_return", "close", "pred_close", "model",
+                    "version", "train_end", "basis"]
+PERSISTENCE_BASIS = "persistence: no champion has shown skill (tomorrow = today)"
+
+
+def forecast_next_session(lake: Lake, panel: pd.DataFrame, run_date: dt.date, name: str = "lstm"
+                          ) -> tuple[pd.DataFrame, dict]:
     """The next-session forecast the daily run publishes: the champion's prediction for
     decision date ``run_date`` per symbol, with ``pred_close = close * exp(pred_return)``.
 
-    Point in time: a champion trained as of a later date (a replay of an old session) is not
-    used; ``fallback_version`` (this run's candidate) predicts instead. Returns the frame and
-    ``{version, basis}`` (basis: champion / candidate)."""
+    With no champion, or only one trained as of a later date (a replay of an old session),
+    the forecast is persistence: ``pred_return`` 0, ``pred_close`` the last close, labelled
+    ``basis`` = ``PERSISTENCE_BASIS``. Returns the frame (``FORECAST_COLUMNS``) and
+    ``{model, version, basis}``."""
     champ = get_champion(lake, name)
-    version, basis = fallback_version, "candidate (no point-in-time champion)"
+    close = panel.loc[date_mask(panel["trade_date"].to_numpy(), [run_date]), ["symbol", "trade_date", "close"]]
+    close = close.assign(trade_date=pd.to_datetime(close["trade_date"]).dt.date)
     if champ and dt.date.fromisoformat(read_card(lake, name, champ["version"])["run_date"]) <= run_date:
-        version, basis = champ["version"], "champion"
-    if version is None:
-        return pd.DataFrame(columns=["symbol", "trade_date", "target_date", "pred_return", "close", "pred_close"]), {}
-    pred = load_version(lake, name, version).predict(panel, [run_date])
-    close = panel[["symbol", "trade_date", "close"]]
+        model, version, basis = name, champ["version"], "champion"
+        pred = load_version(lake, name, version).predict(panel, [run_date])
+    else:
+        model, version, basis = "persistence", None, PERSISTENCE_BASIS
+        rows = panel.loc[date_mask(panel["trade_date"].to_numpy(), [run_date])]
+        pred = prediction_frame(rows["symbol"].to_numpy(), rows["trade_date"].to_numpy(),
+                                rows["target_date"].to_numpy(), np.zeros(len(rows)), model, "", None)
+        pred["version"] = None
     out = pred.merge(close, on=["symbol", "trade_date"], how="left")
     out["pred_close"] = out["close"] * np.exp(out["pred_return"])
-    cols = ["symbol", "trade_date", "target_date", "pred_return", "close", "pred_close", "model", "version", "train_end"]
-    return out[cols].sort_values("symbol").reset_index(drop=True), {"version": version, "basis": basis}
+    out["basis"] = basis
+    return out[FORECAST_COLUMNS].sort_values("symbol").reset_index(drop=True), \
+        {"model": model, "version": version, "basis": basis}

@@ -56,7 +56,8 @@ class ReportInputs:
     validation: dict | None = None  # the run's validation summary
     fingerprint: str = ""  # data fingerprint of the curated input
     history: pd.DataFrame | None = None  # metrics history (history_rows), earlier run dates
-    next_session: dict | None = None  # {version, basis, rows: [{symbol, target_date, pred_return, close, pred_close}]}
+    next_session: dict | None = None  # the forecast stage's: {model, version, basis, interval, rows: [...]}
+    cross_section: dict | None = None  # kline.backtest.cross_section_figures
     links: dict[str, str] = field(default_factory=dict)  # label -> URL relative to the report (Data Docs)
 
 
@@ -121,20 +122,33 @@ def headline(inp: ReportInputs) -> str:
         dm_p = cand.get("dm_pvalue", math.nan)
         if np.isfinite(dm_p):
             verdict += f", Diebold-Mariano p = {dm_p:.2f}" + (" (significant)" if dm_p < 0.05 else " (not significant)")
-    d = inp.decision
+    return f"On {n} held-out next-session returns{span}, {verdict}; {promotion_clause(inp.decision)}." + \
+        forecast_clause(inp.next_session)
+
+
+def promotion_clause(d: dict | None) -> str:
+    """What the promote stage did, in words: promoted, kept, retired, or not promoted and why."""
     if d is None:
-        promo = "no promotion decision was made"
-    elif d.get("promote"):
-        promo = f"it was promoted to champion ({d.get('candidate_version')})"
-    elif d.get("champion_version") and d.get("champion_version") == d.get("candidate_version"):
-        if d.get("champion_basis") == "bootstrap":
-            promo = (f"it is the champion ({d.get('candidate_version')}) only by default, as the first "
-                     "registered version, never promoted on merit")
-        else:
-            promo = f"it is already the champion ({d.get('candidate_version')}), promoted on an earlier run"
-    else:
-        promo = "it was not promoted" + (f" (champion stays {d['champion_version']})" if d.get("champion_version") else "")
-    return f"On {n} held-out next-session returns{span}, {verdict}; {promo}."
+        return "no promotion decision was made"
+    verdict = d.get("verdict") or {}
+    retired = (f"; champion {d.get('champion_version')} was retired ({verdict.get('reason')})"
+               if verdict.get("retire") else "")
+    if d.get("promote"):
+        return f"it was promoted to champion ({d.get('candidate_version')}): {d.get('reason')}" + retired
+    if d.get("champion_version") and d.get("champion_version") == d.get("candidate_version") and not retired:
+        return f"it is already the champion ({d.get('candidate_version')}), promoted on evidence on an earlier run"
+    kept = f", champion stays {d['champion_version']}" if d.get("champion_version") and not retired else ""
+    return f"it was not promoted ({d.get('reason', 'no reason recorded')}{kept})" + retired
+
+
+def forecast_clause(fc: dict | None) -> str:
+    """Which model the next-session forecast comes from, said plainly; '' without one."""
+    if not fc or not fc.get("rows"):
+        return ""
+    if fc.get("model") == "persistence":
+        return (" There is no champion, so the next-session forecast is persistence (tomorrow's close = "
+                "today's): no model has shown skill over it.")
+    return f" The next-session forecast is by champion {fc.get('version')}."
 
 
 def metrics_rows(forecast: dict, strategy: dict) -> list[dict]:
@@ -225,10 +239,44 @@ def _next_session_table(fc: dict | None) -> dict | None:
     """The forecast the run publishes; the page reads it with the held-out comparison."""
     if not fc or not fc.get("rows"):
         return None
+    interval = str(fc.get("interval") or "interval")
     rows = [[r["symbol"], r["target_date"] + (" (provisional)" if r.get("provisional") else ""), f"{r['close']:.2f}",
-             f"{r['pred_return']:+.5f}", f"{r['pred_close']:.2f}"] for r in fc["rows"]]
-    return {"basis": str(fc.get("basis")), "version": str(fc.get("version")), "rows": rows,
-            "head": ["symbol", "for session", "close", "predicted log return", "predicted close"]}
+             f"{r['pred_return']:+.5f}", f"{r['pred_close']:.2f}", _price(r.get("pred_close_low")),
+             _price(r.get("pred_close_high"))] for r in fc["rows"]]
+    return {"basis": str(fc.get("basis")), "version": str(fc.get("version") or "–"), "model": str(fc.get("model")),
+            "interval": interval, "rows": rows,
+            "head": ["symbol", "for session", "close", "predicted log return", "predicted close",
+                     f"low ({interval.split('-')[0]})", f"high ({interval.split('-')[-1]})"]}
+
+
+def _price(v) -> str:
+    return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):.2f}"
+
+
+# the cross-section table: (label, key of evaluate_cross_section, format)
+CROSS_SECTION_COLUMNS = [
+    ("IC", "ic_mean", "{:+.4f}"), ("ICIR", "ic_ir", "{:+.3f}"), ("IC t", "ic_t", "{:+.2f}"),
+    ("Rank IC", "rank_ic_mean", "{:+.4f}"), ("Rank ICIR", "rank_ic_ir", "{:+.3f}"), ("Rank IC t", "rank_ic_t", "{:+.2f}"),
+    ("Excess ann. (net)", "excess_return_with_cost.annualized_return", "{:+.2%}"),
+    ("IR (net)", "excess_return_with_cost.information_ratio", "{:+.2f}"),
+    ("Max DD (net excess)", "excess_return_with_cost.max_drawdown", "{:.2%}"),
+    ("Excess ann. (gross)", "excess_return_without_cost.annualized_return", "{:+.2%}"),
+    ("Benchmark ann.", "benchmark.annualized_return", "{:+.2%}"), ("Turnover/day", "turnover_mean", "{:.2%}"),
+]
+
+
+def cross_section_table(cs: dict | None) -> dict | None:
+    """Head and rows of the cross-sectional figures, or ``{"note": ...}`` when the universe
+    is too small; None when the backtest recorded none."""
+    if not cs:
+        return None
+    if not cs.get("models"):
+        return {"note": cs.get("note", "no cross-sectional figures")}
+    def cell(v, f):
+        return "–" if v is None or not math.isfinite(float(v)) else f.format(float(v))
+    rows = [[m, *[cell(figs.get(k), f) for _, k, f in CROSS_SECTION_COLUMNS]] for m, figs in sorted(cs["models"].items())]
+    return {"head": ["model", *[label for label, _, _ in CROSS_SECTION_COLUMNS]], "rows": rows,
+            "stocks": cs.get("stocks"), "topk": cs.get("topk"), "n_drop": cs.get("n_drop")}
 
 
 def _history_table(history: pd.DataFrame | None) -> dict | None:
@@ -247,6 +295,7 @@ def render_html(inp: ReportInputs, figures_png: dict[str, bytes], sentence: str,
         calendar_note=calendar_note(inp.next_session), links=inp.links,
         forecast_table=_metrics_table(rows, TABLE_FORECAST), strategy_table=_metrics_table(rows, TABLE_STRATEGY),
         decision=_kv_items(inp.decision), next_session=_next_session_table(inp.next_session),
+        cross_section=cross_section_table(inp.cross_section),
         figures={k: base64.b64encode(v).decode("ascii") for k, v in figures_png.items()},
         history=_history_table(inp.history), validation=_kv_items(inp.validation),
         model_card=_kv_items(inp.model_card), fingerprint=inp.fingerprint,
@@ -271,8 +320,17 @@ def _summary_markdown(inp: ReportInputs, sentence: str, rows: list[dict]) -> str
     if note := calendar_note(inp.next_session):
         md += f"\n**{note}**\n"
     if inp.next_session and inp.next_session.get("rows"):
-        md += (f"\nNext-session forecast ({inp.next_session.get('basis')} {inp.next_session.get('version')}): "
-               + ", ".join(f"{r['symbol']} {r['pred_return']:+.4f}" for r in inp.next_session["rows"]) + "\n")
+        fc = inp.next_session
+        by = fc.get("basis") if fc.get("model") == "persistence" else f"{fc.get('basis')} {fc.get('version')}"
+        md += (f"\nNext-session forecast ({by}; {fc.get('interval', 'interval')} of the walk-forward residuals): "
+               + ", ".join(f"{r['symbol']} {r['pred_close']:.2f} [{_price(r.get('pred_close_low'))}, "
+                           f"{_price(r.get('pred_close_high'))}]" for r in fc["rows"]) + "\n")
+    cs = cross_section_table(inp.cross_section)
+    if cs and "note" in cs:
+        md += f"\nCross-section: {cs['note']}.\n"
+    elif cs:
+        md += "\nCross-section (walk-forward, stocks only):\n\n| " + " | ".join(cs["head"]) + " |\n" + \
+              "|---" * len(cs["head"]) + "|\n" + "".join("| " + " | ".join(r) + " |\n" for r in cs["rows"])
     return md
 
 
@@ -283,6 +341,7 @@ def _metrics_json(inp: ReportInputs, sentence: str) -> dict:
         "held_out": {"sessions": int(known.nunique()) if len(known) else 0,
                      "start": min(known) if len(known) else None, "end": max(known) if len(known) else None},
         "forecast": inp.forecast, "strategy": inp.strategy, "decision": inp.decision,
+        "cross_section": inp.cross_section,
         "next_session": inp.next_session, "provisional": bool((inp.next_session or {}).get("provisional")),
         "fingerprint": inp.fingerprint, "lower_is_better": sorted(LOWER_IS_BETTER),
     })

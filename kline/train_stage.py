@@ -1,5 +1,10 @@
-"""The train stage: apply the retraining policy, fit the LSTM and its baselines on the same
-leakage boundary, score them on the held-out tail, and register them."""
+"""The train stage: apply the retraining policy, fit the production LSTM and its baselines
+on everything known as of the run date, and register them.
+
+Two roles, one configuration: the walk-forward (``kline.backtest``) measures the skill of
+this configuration on held-out sessions; the model registered here is the same
+configuration trained through the run date (no held-out tail), and the promote stage
+writes that walk-forward evidence onto its card (``registry.attach_evidence``)."""
 
 from __future__ import annotations
 
@@ -33,6 +38,15 @@ def holdout_train_end(panel: pd.DataFrame, train: TrainConfig) -> tuple[dt.date,
     return known.max(), 0
 
 
+def production_train_end(panel: pd.DataFrame) -> dt.date:
+    """The production fit's leakage boundary: the last session whose outcome is known (the
+    run date in a point-in-time panel, whose own next-session target is still unknown)."""
+    known = panel.loc[np.isfinite(panel["target"].to_numpy("float64")), "target_date"]
+    if known.empty:
+        raise ValueError("no session with a known target")
+    return pd.Timestamp(known.max()).date()
+
+
 def holdout_metrics(forecaster: Forecaster, panel: pd.DataFrame, train_end: dt.date) -> dict:
     """``kline.metrics.forecast_metrics`` of the forecaster's predictions on the held-out
     rows (``target_date > train_end``, realised target known)."""
@@ -53,9 +67,10 @@ def train_models(
     panel: pd.DataFrame,
     data_fingerprint: str,
 ) -> dict:
-    """The train stage: decide (``registry.decide_training``), then fit the LSTM (warm
-    started from the champion when allowed) and the baselines on the same windows, score
-    all of them on the held-out tail, and register them. Nothing new -> nothing trained.
+    """The train stage: decide (``registry.decide_training``), then fit the production
+    LSTM (warm started from the champion when allowed) and the baselines on every row whose
+    outcome is known as of ``run_date``, and register them. Nothing new -> nothing trained.
+    No version becomes champion here: only the promote stage's evidence makes one.
 
     Returns ``{trained, reason, name, version, card, train_end, models: {name: version}}``.
     """
@@ -67,11 +82,15 @@ def train_models(
     feats, tcfg = resolve_preset(features, train)
     settings = Settings(features=feats, train=tcfg)
     panel = panel[panel["symbol"].isin(symbols)].reset_index(drop=True)
-    train_end, n_test = holdout_train_end(panel, tcfg)
+    # point in time: nothing dated after the run date, no outcome known after it
+    td = pd.to_datetime(panel["trade_date"]).dt.date
+    panel = panel[td <= run_date].reset_index(drop=True)
+    panel.loc[pd.to_datetime(panel["target_date"]).dt.date > run_date, "target"] = np.nan
+    train_end = production_train_end(panel)
     init = registry.load_version(lake, "lstm", decision.warm_start).weights if decision.warm_start else None
     lstm = make_forecaster("lstm", settings)
     info = lstm.fit(panel, train_end, init)
-    common = _common_card(panel, feats, run_date, train_end, n_test, symbols, data_fingerprint)
+    common = _common_card(feats, run_date, train_end, symbols, data_fingerprint)
     baselines = _register_baselines(lake, panel, settings, train_end, data_fingerprint,
                                     {**common, "train_span": info["train_span"]})
     cfg_fp = registry.model_config_fingerprint(feats, tcfg)
@@ -79,12 +98,10 @@ def train_models(
     card = registry.save_version(lake, lstm, version, {
         **common, **_lstm_card(info, feats, tcfg), "config_fingerprint": cfg_fp, "warm_start": decision.warm_start,
         "decision": decision.reason, "baselines": baselines,
-        "metrics": {"test": holdout_metrics(lstm, panel, train_end), "valid_loss_scaled": {
+        "metrics": {"valid_loss_scaled": {
             k: min((h["valid_loss"] for h in hist if h["valid_loss"] is not None), default=None)
             for k, hist in info["history"].items()}},  # per model key, the best validation loss
     })
-    if registry.get_champion(lake, "lstm") is None:
-        registry.set_champion(lake, "lstm", version, {"rule": "bootstrap: first registered version"})
     return _outcome(decision, card, version, {"lstm": version, **baselines})
 
 
@@ -93,15 +110,14 @@ def _outcome(decision: registry.TrainDecision, card: dict, version: str, models:
             "card": f"{card['path']}/{registry.CARD}", "train_end": card["train_end"], "models": models}
 
 
-def _common_card(panel: pd.DataFrame, feats: FeatureConfig, run_date: dt.date, train_end: dt.date, n_test: int,
-                 symbols: list[str], data_fingerprint: str) -> dict:
-    """The card fields every model of one training shares: boundary, test span, data."""
-    test = panel[~train_mask(panel, train_end) & np.isfinite(panel["target"].to_numpy())]
+def _common_card(feats: FeatureConfig, run_date: dt.date, train_end: dt.date, symbols: list[str],
+                 data_fingerprint: str) -> dict:
+    """The card fields every model of one training shares: boundary and data. No held-out
+    tail: the evidence is the walk-forward's, attached by the promote stage."""
     return {
         "run_date": run_date.isoformat(),
         "train_end": train_end.isoformat(),
-        "test_span": [str(test["trade_date"].min()), str(test["trade_date"].max())] if len(test) else None,
-        "test_sessions": n_test,
+        "role": "production: trained on every outcome known as of run_date",
         "symbols": symbols,
         "data_fingerprint": data_fingerprint,
         "feature_fingerprint": feature_fingerprint(feats),
@@ -112,13 +128,13 @@ def _common_card(panel: pd.DataFrame, feats: FeatureConfig, run_date: dt.date, t
 
 def _register_baselines(lake: Lake, panel: pd.DataFrame, settings: Settings, train_end: dt.date,
                         data_fingerprint: str, card: dict) -> dict[str, str]:
-    """Fit, score and register every baseline on the LSTM's boundary; name -> version."""
+    """Fit and register every baseline on the LSTM's boundary; name -> version."""
     versions = {}
     for name in BASELINES:
         b = make_forecaster(name, settings)
         b.fit(panel, train_end)
         v = registry.make_version(train_end, name, b.version, data_fingerprint)
-        registry.save_version(lake, b, v, {**card, "metrics": {"test": holdout_metrics(b, panel, train_end)}})
+        registry.save_version(lake, b, v, card)
         versions[name] = v
     return versions
 

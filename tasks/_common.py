@@ -29,6 +29,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "features": ("features",),
     "train": ("features", "train"),
     "backtest": ("features", "train", "backtest"),
+    "promote": ("features", "train", "backtest", "promotion"),
 }
 
 

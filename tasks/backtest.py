@@ -1,9 +1,9 @@
-"""Backtest stage: walk-forward evaluation of every model, then the champion decision.
+"""Backtest stage: walk-forward evaluation of every model, then promotion on evidence.
 
 ``backtest`` is cached on (run date, symbols, stage settings, data fingerprint) and writes
 ``backtests/<run_date>-<key>/``: ``predictions.parquet``, ``equity.parquet`` and
-``summary.json``. ``promote`` reads that summary and the registry's champion, decides, and
-records the decision; it is cached on the same small inputs, so re-running a date keeps the
+``summary.json``. ``promote`` reads that summary, re-judges the registry's champion on
+the sessions it never saw, decides on the candidate, and records the decision; it is cached on the same small inputs, so re-running a date keeps the
 decision made the first time rather than re-deciding against a champion set since.
 """
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 from prefect import task
 
 from kline import registry
-from kline.backtest import decide_promotion, run_backtest
+from kline.backtest import REFERENCE, decide_promotion, judge_candidate, out_of_sample, run_backtest
 from kline.calendar import A_SHARE_CALENDAR
 from kline.features import build_features, load_panel
 from kline.instruments import is_a_share_code
@@ -32,6 +32,14 @@ PREDICTIONS_FILE = "predictions.parquet"
 EQUITY_FILE = "equity.parquet"
 SUMMARY_FILE = "summary.json"
 DECISION_FILE = "decision.json"
+
+
+def _point_in_time_panel(lake: Lake, features_path: str, symbols: list[str], day: dt.date) -> pd.DataFrame:
+    """The features panel of ``symbols`` as of ``day``: no row after it, no outcome after it."""
+    panel = load_panel(lake, features_path)
+    panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
+    panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")
+    return panel.reset_index(drop=True)
 
 
 def backtest_run_id(run_date: str, settings: dict, symbols: list[str], data_fingerprint: str) -> str:
@@ -70,9 +78,7 @@ def backtest(
     foreign = {c for sym, c in calendars.items() if not is_a_share_code(sym)}
     calendar = foreign.pop() if len(foreign) == 1 else A_SHARE_CALENDAR
     if features_path:
-        panel = load_panel(lake, features_path)
-        panel = panel[panel["symbol"].isin(symbols) & (pd.to_datetime(panel["trade_date"]).dt.date <= day)].copy()
-        panel.loc[pd.to_datetime(panel["target_date"]).dt.date > day, "target"] = float("nan")  # point in time
+        panel = _point_in_time_panel(lake, features_path, symbols, day)
     else:  # features from the same bars, prices adjusted by the factor
         panel = build_features(bars, s.features, adj, calendar=calendar)
     result = run_backtest(panel.reset_index(drop=True), bars, s, calendars=calendars, adj_factor=adj, facts=facts)
@@ -106,66 +112,102 @@ def backtest(
     }
 
 
-def _champion_record(lake: Lake, name: str, metric: str) -> dict | None:
-    """The registry's champion as ``decide_promotion`` reads it: version and the metric
-    value recorded when it was promoted (None when recorded under another metric)."""
-    rec = registry.get_champion(lake, name)
-    if not rec:
-        return None
-    decision = rec.get("decision") or {}
-    value = decision.get("candidate_value") if decision.get("metric") == metric else None
-    # a champion set by the train stage's bootstrap was never compared with anything
-    basis = "bootstrap" if str(decision.get("rule", "")).startswith("bootstrap") else "promoted"
-    return {"version": rec.get("version"), "metric_value": value, "basis": basis}
-
-
 # ``alerts`` keys the cache (the decay verdict depends on it); a re-run with other alert
 # settings reads the promotion decision already recorded for this backtest, never re-decides
 @task(name="promote", task_run_name="promote-{run_date}", cache_policy=STAGE_CACHE, persist_result=True)
 def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, candidate: dict,
-            alerts: dict | None = None) -> dict:
-    """Champion/challenger: ``candidate`` (``{"name", "version"}`` from the train stage)
-    becomes champion only if its walk-forward metric beats persistence and the champion's.
+            alerts: dict | None = None, features_path: str | None = None) -> dict:
+    """Promotion on evidence (``kline.backtest.judge_candidate``): re-judge the champion on
+    the newest sessions it never saw (retired when it no longer beats persistence), then
+    make ``candidate`` (``{"name", "version"}`` from the train stage) champion only if, on
+    the rows it, persistence and the champion all predicted, its walk-forward metric beats
+    both with a Diebold-Mariano p below ``promotion.max_p``. The champion predicts on the
+    panel at ``features_path``; without it the champion cannot be re-judged and is kept.
 
     Records the decision beside the backtest and in the candidate's registry folder
-    (``promotion-<run_date>.json``), moves the champion pointer on promotion; returns it.
-    Emits ``kline.model.promoted`` on promotion and, given ``alerts`` (the ``[alerts]``
-    section), ``kline.model.decayed`` when the champion's rolling walk-forward MASE is above
-    its threshold (the verdict is in the returned ``decay``).
+    (``promotion-<run_date>.json``), writes the walk-forward evidence onto the candidate's
+    card, moves or clears the champion pointer; returns the decision. Emits
+    ``kline.model.promoted`` / ``kline.model.retired`` and, given ``alerts`` (the
+    ``[alerts]`` section), ``kline.model.decayed`` when the champion's rolling walk-forward
+    MASE is above its threshold (the verdict is in the returned ``decay``; None when the run
+    started without a champion).
     """
     s = settings_from(settings)
     lake = Lake(lake_root)
     summary = json.loads(lake.read_text(backtest_ref["summary"]))
     name, version = candidate["name"], candidate.get("version")
     metric = s.backtest.promote_metric
-    forecast = {m: {k: (float("nan") if v is None else v) for k, v in f.items()}
-                for m, f in summary["forecast"].items()}
     symbols = summary.get("symbols") or []
     recorded = f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json" if version else None
     previous = json.loads(lake.read_text(recorded)) if recorded and lake.exists(recorded) else None
+    serving = registry.get_champion(lake, name)  # the champion this run started with
     if previous and previous.get("backtest_run") == backtest_ref["run"]:
         decision = previous  # decided already (the champion pointer moved then, if at all)
     else:
-        decision = _decide(lake, name, version, forecast, metric, run_date, backtest_ref, recorded)
+        decision = _decide(lake, s, name, version, summary, run_date, backtest_ref, recorded, features_path)
         _announce(decision, lake_root, name, version, metric, run_date, symbols)
     if alerts is not None:
-        decision = {**decision, "decay": _check_decay(lake, name, metric, backtest_ref, alerts, run_date, symbols)}
+        decision = {**decision, "decay": _check_decay(lake, serving, name, backtest_ref, alerts, run_date, symbols)}
     return decision
 
 
-def _decide(lake: Lake, name: str, version: str | None, forecast: dict, metric: str, run_date: str,
-            backtest_ref: dict, recorded: str | None) -> dict:
-    """Decide, record the decision (with the version and the backtest) and move the champion."""
-    champion = _champion_record(lake, name, metric)
-    decision = decide_promotion(name, version, forecast, metric, champion)
-    decision["champion_basis"] = champion.get("basis") if champion else None
+def _champion_rows(lake: Lake, name: str, day: dt.date, summary: dict, features_path: str | None
+                   ) -> tuple[dict | None, pd.DataFrame | None, str | None]:
+    """(champion pointer, its out-of-sample predictions on the held-out dates, why it cannot
+    be judged here). A champion trained after ``day`` (a replay) is left out, as is one
+    that cannot predict on this run's features (another feature set or universe)."""
+    champ = registry.get_champion(lake, name)
+    if not champ:
+        return None, None, None
+    trained = registry.read_card(lake, name, champ["version"]).get("run_date")
+    if trained and dt.date.fromisoformat(trained) > day:
+        return champ, None, f"the champion was trained as of {trained}, after this run date"
+    if not features_path:
+        return champ, None, "no features to re-judge the champion on"
+    panel = _point_in_time_panel(lake, features_path, summary.get("symbols") or [], day)
+    dates = [dt.date.fromisoformat(d) for d in summary["test_dates"]]
+    try:
+        rows = out_of_sample(registry.load_version(lake, name, champ["version"]), panel, dates)
+    except (KeyError, ValueError) as exc:
+        return champ, pd.DataFrame(columns=["model", "symbol", "trade_date", "pred_return", "realised"]), \
+            f"the champion cannot predict on this run's features: {exc}"
+    return champ, rows, None
+
+
+def _decide(lake: Lake, s, name: str, version: str | None, summary: dict, run_date: str, backtest_ref: dict,
+            recorded: str | None, features_path: str | None) -> dict:
+    """Judge, record the decision and the evidence, and move or clear the champion pointer."""
+    day = dt.date.fromisoformat(run_date)
+    metric = s.backtest.promote_metric
+    predictions = lake.read_table(backtest_ref["predictions"]).to_pandas()
+    champ, rows, why = _champion_rows(lake, name, day, summary, features_path)
+    if champ and rows is None:  # a replay, or nothing to judge on: the pointer stays as it is
+        decision = decide_promotion(name, version, {name: {}}, metric, None, s.promotion)
+        decision.update(promote=False, reason=f"not judged: {why}", champion_version=champ["version"], verdict=None)
+    elif champ and why:  # cannot predict on these features at all: retired, the candidate judged alone
+        decision = judge_candidate(predictions, name, version, metric, s.promotion)
+        decision["champion_version"] = champ["version"]
+        decision["verdict"] = {"retire": True, "reason": why, "metric": metric, "sessions": 0}
+    else:
+        decision = judge_candidate(predictions, name, version, metric, s.promotion, rows,
+                                   champ["version"] if champ else None)
+        if champ and decision["verdict"]["retire"]:
+            decision["champion_version"] = champ["version"]
     decision.update(run_date=run_date, backtest_run=backtest_ref["run"],
-                    held_out=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
+                    walk_forward=[backtest_ref.get("test_start"), backtest_ref.get("test_end")])
     decision = jsonable(decision)
     text = json.dumps(decision, indent=1)
-    if recorded and version in registry.list_versions(lake, name):
+    registered = version in registry.list_versions(lake, name) if version else False
+    if recorded and registered:
         # every decision, promoted or not, stays with the version it judged
         lake.atomic_write_text(recorded, text)
+        fc = summary["forecast"]
+        registry.attach_evidence(lake, name, version, {
+            "backtest_run": backtest_ref["run"], "run_date": run_date, "held_out": decision["walk_forward"],
+            "sessions": summary.get("scored_sessions"), "metrics": fc.get(name, {}),
+            "persistence": fc.get(REFERENCE, {}), "promote": decision["promote"], "reason": decision["reason"]})
+    if (decision.get("verdict") or {}).get("retire"):
+        registry.retire_champion(lake, name, decision["verdict"])
     if decision["promote"]:
         registry.set_champion(lake, name, version, decision)
     lake.atomic_write_text(f"{backtest_ref['dir']}/{DECISION_FILE}", text)
@@ -174,18 +216,24 @@ def _decide(lake: Lake, name: str, version: str | None, forecast: dict, metric: 
 
 def _announce(decision: dict, lake_root: str, name: str, version: str | None, metric: str, run_date: str,
               symbols: list[str]) -> None:
+    verdict = decision.get("verdict") or {}
+    if verdict.get("retire"):
+        retired = decision.get("champion_version")
+        events.emit(events.RETIRED, events.model_resource(name, retired), f"{name} {retired}", lake_root, symbols,
+                    {"model": name, "version": retired, "run_date": run_date, "metric": metric,
+                     "reason": verdict.get("reason"), "sessions": verdict.get("sessions")}, alert=True)
     if decision["promote"]:
         events.emit(events.PROMOTED, events.model_resource(name, version), f"{name} {version}", lake_root, symbols,
                     {"model": name, "version": version, "run_date": run_date, "metric": metric,
-                     "candidate_value": decision.get("candidate_value"), "rule": decision.get("rule")},
+                     "candidate_value": decision.get("candidate_value"), "rule": decision.get("reason")},
                     alert=True)
 
 
-def _check_decay(lake: Lake, name: str, metric: str, backtest_ref: dict, alerts: dict, run_date: str,
+def _check_decay(lake: Lake, champion: dict | None, name: str, backtest_ref: dict, alerts: dict, run_date: str,
                  symbols: list[str]) -> dict | None:
-    """The champion's decay verdict on this backtest's walk-forward predictions of its model
+    """The decay verdict of ``champion`` (the one the run started with; None: nothing to
+    check) on this backtest's walk-forward predictions of its model
     (``kline.monitoring.decay_verdict``); emits ``kline.model.decayed`` when decayed."""
-    champion = registry.get_champion(lake, name)
     if not champion:
         return None
     cfg = settings_from({"alerts": alerts}).alerts

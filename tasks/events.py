@@ -21,6 +21,7 @@ QUARANTINED = "kline.data.quarantined"
 TRAINED = "kline.model.trained"
 PROMOTED = "kline.model.promoted"
 DECAYED = "kline.model.decayed"
+RETIRED = "kline.model.retired"  # the champion no longer beats persistence: the forecast is persistence
 REPORT_PUBLISHED = "kline.report.published"
 RUN_FAILED = "kline.run.failed"
 

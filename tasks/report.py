@@ -141,7 +141,7 @@ def report(lake_root: str, run_date: str, symbols: list[str], backtest_ref: dict
         decision=decision, model_card=model_card, validation=validation,
         fingerprint=summary.get("data_fingerprint", ""),
         history=history[pd.to_datetime(history["run_date"]).dt.date <= day],  # point in time
-        next_session=next_session, links=links,
+        next_session=next_session, links=links, cross_section=summary.get("cross_section"),
     ))
     files = _save_report(lake, folder, rep)
     if local:

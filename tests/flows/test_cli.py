@@ -27,6 +27,8 @@ from flows.cli import main
         (["run", "--config", "bad-preset.toml"], "train.preset: unknown value 'nope', choose from default, seed"),
         (["run", "--config", "bad-scaler.toml"], "features.scaler: unknown value 'foo', choose from zscore, minmax"),
         (["run", "--config", "bad-metric.toml"], "backtest.promote_metric: unknown value 'sharpe'"),
+        (["run", "--config", "bad-interval.toml"], "backtest.interval_low/interval_high: need 0 < low < high < 1"),
+        (["run", "--config", "bad-max-p.toml"], "promotion: need 0 < max_p <= 1"),
         (["run", "--calendar", "BOGUS"], "unknown exchange calendar 'BOGUS'"),
         (["backfill", "--provider", "file", "--start", "2024-01-01", "--end", "2024-01-31"], "source"),
         (["run", "--provider", "file", "--source", "nowhere/", "--symbols", "SPX", "--calendar", "XNYS"], "nowhere"),
@@ -38,6 +40,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, lake_
     (isolated_cwd / "bad-preset.toml").write_text('[train]\npreset = "nope"\n')
     (isolated_cwd / "bad-scaler.toml").write_text('[features]\nscaler = "foo"\n')
     (isolated_cwd / "bad-metric.toml").write_text('[backtest]\npromote_metric = "sharpe"\n')
+    (isolated_cwd / "bad-interval.toml").write_text("[backtest]\ninterval_low = 0.9\ninterval_high = 0.1\n")
+    (isolated_cwd / "bad-max-p.toml").write_text("[promotion]\nmax_p = 0\n")
     code = main([*argv, "--lake", lake_root])
     err = capsys.readouterr().err
     assert code == 2

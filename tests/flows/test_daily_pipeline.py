@@ -73,6 +73,15 @@ def test_every_stage_runs_then_a_rerun_is_all_cached(tmp_path, lake_root):
     assert all({"provider:synthetic", "universe:000001.SH,600519.SH"} <= set(r.tags) for r in runs)
     arts = artifacts(state.state_details.flow_run_id)
     assert {"validation-summary", "kline-report-summary", "kline-report-metrics", "kline-report-link"} <= set(arts)
+    # a 3-epoch LSTM shows no skill over persistence: no champion, and the forecast says so
+    from kline.registry import PERSISTENCE_BASIS, get_champion
+
+    assert out["promoted"] is False and get_champion(Lake(lake_root), "lstm") is None
+    fc = pd.read_csv(Path(lake_root) / "reports" / "2024-03-15" / "forecast.csv")
+    assert set(fc["model"]) == {"persistence"} and set(fc["basis"]) == {PERSISTENCE_BASIS}
+    assert (fc["pred_close"] == fc["close"]).all()
+    assert (fc["pred_close_low"] < fc["close"]).all() and (fc["close"] < fc["pred_close_high"]).all()
+    assert "the next-session forecast is persistence" in out["summary"] and "beats persistence" not in out["summary"]
 
     again = daily_flow(run_date="2024-03-15", lake=lake_root, config_file=cfg, return_state=True)
     reruns = task_runs(again.state_details.flow_run_id, expected=len(runs))

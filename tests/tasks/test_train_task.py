@@ -29,7 +29,8 @@ def test_train_task_trains_registers_and_then_is_a_no_op(lake_root):
     json.dumps(out)  # a small, JSON-able reference
     card = json.loads(open(out["card"]).read())
     assert card["data_fingerprint"] == ref["data_fingerprint"] and card["symbols"] == SYMBOLS
-    assert registry.get_champion(Lake(lake_root), "lstm")["version"] == out["version"]
+    assert registry.get_champion(Lake(lake_root), "lstm") is None  # only evidence makes a champion
+    assert card["train_end"] == "2023-12-29"  # the production model is trained through the run date
 
     again = train_task.fn(lake_root, sub, "2023-12-29", SYMBOLS, ref["path"], ref["data_fingerprint"])
     assert not again["trained"] and again["version"] == out["version"]
@@ -42,6 +43,7 @@ def test_train_task_retrains_on_new_data(lake_root):
     a = features_ref(lake_root, "2023-12-28")
     b = features_ref(lake_root, "2023-12-29")
     first = train_task.fn(lake_root, sub, "2023-12-28", SYMBOLS, a["path"], a["data_fingerprint"])
+    registry.set_champion(Lake(lake_root), "lstm", first["version"], {"rule": "set by hand"})
     second = train_task.fn(lake_root, sub, "2023-12-29", SYMBOLS, b["path"], b["data_fingerprint"])
     assert second["trained"] and second["version"] != first["version"]
     assert json.loads(open(second["card"]).read())["warm_start"] == first["version"]

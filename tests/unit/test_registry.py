@@ -38,16 +38,34 @@ def test_train_registers_lstm_and_baselines_with_self_describing_cards(tmp_path)
     assert (tmp_path / "models" / "lstm" / v / "weights.pt").is_file()
     assert (tmp_path / "models" / "ridge" / out["models"]["ridge"] / "state.json").is_file()
     card = json.loads((tmp_path / "models" / "lstm" / v / "card.json").read_text())
-    for key in ("train", "features", "feature_list", "state", "train_span", "valid_span", "test_span",
+    for key in ("train", "features", "feature_list", "state", "train_span", "valid_span", "role",
                 "data_fingerprint", "metrics", "epochs_run", "wall_s", "code_version", "torch_version",
                 "device", "history", "run_date", "train_end"):
         assert key in card, key
     assert card["data_fingerprint"] == "fp-a"
     assert card["state"]["scaler"]["loc"].keys() == set(SYMBOLS)
-    assert card["metrics"]["test"]["n"] > 0 and card["train_span"][1] <= card["train_end"]
+    assert card["train_span"][1] <= card["train_end"]
     assert len(card["history"]["global"]) == card["epochs_run"]
-    # the first version becomes the champion until the backtest promotes another
-    assert registry.get_champion(lake, "lstm")["version"] == v
+    # no champion by default: only evidence (the promote stage) makes one
+    assert registry.get_champion(lake, "lstm") is None
+
+
+def test_evidence_is_written_onto_the_card_and_listed(tmp_path):
+    lake = Lake(tmp_path)
+    v = train(lake)["version"]
+    ev = {"held_out": ["2023-01-02", "2023-06-29"], "metrics": {"mase": 1.01, "rmse": 0.02, "n": 240}}
+    card = registry.attach_evidence(lake, "lstm", v, ev)
+    assert registry.read_card(lake, "lstm", v)["evidence"] == ev == card["evidence"]
+    (row,) = [r for r in registry.list_models(lake) if r["name"] == "lstm"]
+    assert (row["mase"], row["test_start"], row["test_end"]) == (1.01, "2023-01-02", "2023-06-29")
+
+
+def test_a_retired_champion_leaves_no_champion(tmp_path):
+    lake = Lake(tmp_path)
+    v = train(lake)["version"]
+    registry.set_champion(lake, "lstm", v, {"rule": "test"})
+    pointer = registry.retire_champion(lake, "lstm", {"reason": "no longer beats persistence"})
+    assert registry.get_champion(lake, "lstm") is None and pointer["retired"] == v
 
 
 @pytest.mark.parametrize("name", ["lstm", "ridge", "rolling_mean", "persistence"])
@@ -108,8 +126,9 @@ def test_every_n_counts_sessions_and_always_always_trains(tmp_path):
 
 def test_warm_start_from_the_champion_only_when_features_and_shape_match(tmp_path):
     lake = Lake(tmp_path)
-    train(lake, fp="a")
-    champ = registry.get_champion(lake, "lstm")["version"]
+    champ = train(lake, fp="a")["version"]
+    assert registry.decide_training(lake, FeatureConfig(), FAST, RUN, "b", SYMBOLS).warm_start is None  # no champion
+    registry.set_champion(lake, "lstm", champ, {"rule": "test"})
     d = registry.decide_training(lake, FeatureConfig(), FAST, RUN, "b", SYMBOLS)
     assert d.train and d.warm_start == champ
     second = train(lake, fp="b")
@@ -140,15 +159,29 @@ def test_a_model_trained_later_is_never_reused_nor_warm_started_from(tmp_path):
 def test_next_session_forecast_by_the_point_in_time_champion(tmp_path):
     lake = Lake(tmp_path)
     first = train(lake, fp="a", run_date=RUN)
+    registry.set_champion(lake, "lstm", first["version"], {"rule": "test"})
     panel = panel_for()
-    frame, used = registry.forecast_next_session(lake, panel, RUN, fallback_version=None)
-    assert used == {"version": first["version"], "basis": "champion"}
-    assert list(frame["symbol"]) == SYMBOLS
+    frame, used = registry.forecast_next_session(lake, panel, RUN)
+    assert used == {"model": "lstm", "version": first["version"], "basis": "champion"}
+    assert list(frame["symbol"]) == SYMBOLS and list(frame.columns) == registry.FORECAST_COLUMNS
     assert (pd.to_datetime(frame["target_date"]).dt.date > RUN).all()  # the session after the run date
     np.testing.assert_allclose(frame["pred_close"], frame["close"] * np.exp(frame["pred_return"]))
     again = registry.load_version(lake, "lstm", first["version"]).predict(panel, [RUN])
     np.testing.assert_array_equal(frame["pred_return"], again.sort_values("symbol")["pred_return"])
-    # replaying an earlier date: the champion saw later data, so the run's own candidate predicts
+    # replaying an earlier date: the champion saw later data, so persistence forecasts
     early = dt.date(2023, 6, 1)
-    _, used = registry.forecast_next_session(lake, panel, early, fallback_version=first["version"])
-    assert used["basis"].startswith("candidate")
+    frame, used = registry.forecast_next_session(lake, panel, early)
+    assert used["model"] == "persistence" and used["version"] is None
+    assert (frame["pred_return"] == 0).all()
+
+
+def test_with_no_champion_the_forecast_is_the_last_close_and_says_so(tmp_path):
+    lake = Lake(tmp_path)
+    train(lake, fp="a", run_date=RUN)  # a candidate, never promoted
+    panel = panel_for()
+    frame, used = registry.forecast_next_session(lake, panel, RUN)
+    assert used == {"model": "persistence", "version": None, "basis": registry.PERSISTENCE_BASIS}
+    last = panel[pd.to_datetime(panel["trade_date"]).dt.date == RUN].set_index("symbol")["close"]
+    np.testing.assert_array_equal(frame["pred_close"].to_numpy(), last.loc[frame["symbol"]].to_numpy())
+    assert (frame["pred_return"] == 0).all() and set(frame["model"]) == {"persistence"}
+    assert set(frame["basis"]) == {registry.PERSISTENCE_BASIS} and "no champion" in registry.PERSISTENCE_BASIS

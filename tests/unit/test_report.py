@@ -140,13 +140,59 @@ def test_report_without_history_or_loss_still_renders(inputs):
     assert len(re.findall(r"data:image/png;base64,", rep.html)) == len(FIGURES)
 
 
-@pytest.mark.parametrize("basis, words", [("bootstrap", "only by default"), ("promoted", "promoted on an earlier run")])
-def test_headline_says_how_a_sitting_champion_got_there(inputs, basis, words):
+def test_headline_says_how_a_sitting_champion_got_there_and_when_it_is_retired(inputs):
     worse = dict(inputs.forecast, lstm={**inputs.forecast["persistence"], "mase": 1.1, "n": 80})
     decision = {"promote": False, "metric": "mase", "candidate_version": "v1", "champion_version": "v1",
-                "champion_basis": basis}
+                "reason": "lstm v1 is already the champion"}
     s = headline(ReportInputs(**{**inputs.__dict__, "candidate": "lstm", "forecast": worse, "decision": decision}))
-    assert words in s and "does not beat persistence" in s
+    assert "promoted on evidence on an earlier run" in s and "does not beat persistence" in s
+    retired = {**decision, "candidate_version": "v2", "reason": "lstm mase 1.1000 does not beat persistence 1.0000",
+               "verdict": {"retire": True, "reason": "champion mase 1.0300 no longer beats persistence 1.0000"}}
+    s = headline(ReportInputs(**{**inputs.__dict__, "candidate": "lstm", "forecast": worse, "decision": retired}))
+    assert "it was not promoted (lstm mase 1.1000 does not beat persistence" in s
+    assert "champion v1 was retired (champion mase 1.0300 no longer beats persistence" in s
+    assert "champion stays" not in s
+
+
+PERSISTENCE_FORECAST = {
+    "model": "persistence", "version": None, "basis": "persistence: no champion has shown skill (tomorrow = today)",
+    "interval": "p10-p90", "rows": [{"symbol": "600519.SH", "target_date": "2023-07-03", "pred_return": 0.0,
+                                     "close": 1700.0, "pred_close": 1700.0, "pred_close_low": 1671.5,
+                                     "pred_close_high": 1729.25}]}
+
+
+def test_with_no_champion_the_report_and_summary_say_the_forecast_is_persistence(inputs):
+    decision = {"promote": False, "metric": "mase", "candidate_version": "v2", "champion_version": None,
+                "reason": "ridge mase 1.0100 does not beat persistence 1.0000"}
+    rep = render_report(ReportInputs(**{**inputs.__dict__, "decision": decision,
+                                        "next_session": PERSISTENCE_FORECAST}), dpi=30)
+    assert "no champion, so the next-session forecast is persistence" in rep.summary
+    assert "no model has shown skill" in rep.summary and "beats persistence" not in rep.summary
+    assert "class='headline'" in rep.html  # not marked good
+    basis = html.unescape(re.search(r"id='forecast-basis'>(.*?)</p>", rep.html).group(1))
+    assert "Persistence" in basis and "no champion" in basis and "today's close" in basis
+    for cell in ("1700.00", "1671.50", "1729.25", "low (p10)", "high (p90)"):
+        assert cell in rep.html
+    assert "persistence: no champion" in rep.summary_markdown and "[1671.50, 1729.25]" in rep.summary_markdown
+
+
+def test_cross_section_is_shown_for_a_big_universe_and_explained_for_a_small_one(inputs):
+    small = {"stocks": 2, "min_stocks": 30, "topk": 50, "n_drop": 5,
+             "note": "cross-sectional figures (IC, top-k portfolio) need a universe of at least 30 stocks; this one has 2"}
+    rep = render_report(ReportInputs(**{**inputs.__dict__, "cross_section": small}), dpi=30)
+    assert "need a universe of at least 30 stocks; this one has 2" in rep.html
+    assert "need a universe of at least 30 stocks" in rep.summary_markdown and "Rank ICIR" not in rep.html
+    figs = {"ic_mean": 0.031, "ic_ir": 0.25, "ic_t": 3.9, "rank_ic_mean": 0.04, "rank_ic_ir": 0.3, "rank_ic_t": 4.7,
+            "excess_return_with_cost.annualized_return": 0.12, "excess_return_with_cost.information_ratio": 1.4,
+            "excess_return_with_cost.max_drawdown": -0.08, "excess_return_without_cost.annualized_return": 0.2,
+            "benchmark.annualized_return": 0.05, "turnover_mean": 0.1}
+    big = {"stocks": 300, "min_stocks": 30, "topk": 50, "n_drop": 5,
+           "models": {"lstm": figs, "persistence": {k: float("nan") for k in figs}}}
+    rep = render_report(ReportInputs(**{**inputs.__dict__, "cross_section": big}), dpi=30)
+    for text in ("Rank ICIR", "+0.0400", "+4.70", "+12.00%", "+1.40", "-8.00%", "300 stocks", "top-50"):
+        assert text in rep.html, text
+    assert "| lstm | +0.0310" in rep.summary_markdown
+    assert json.loads(json.dumps(rep.metrics, allow_nan=False))["cross_section"]["stocks"] == 300
 
 
 def test_names_and_values_from_the_data_are_escaped_in_the_page(inputs):

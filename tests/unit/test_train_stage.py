@@ -66,4 +66,19 @@ def test_a_reused_model_reports_the_card_it_reuses(tmp_path):
         {k: first[k] for k in ("name", "version", "card", "train_end", "models")}
     card = json.loads((tmp_path / "models" / "lstm" / first["version"] / "card.json").read_text())
     assert card["baselines"] == {k: v for k, v in first["models"].items() if k != "lstm"}
-    assert card["epochs_run"] == 2 and card["metrics"]["test"]["n"] == 40 * len(SYMBOLS)
+    assert card["epochs_run"] == 2 and "test" not in card["metrics"]  # the evidence is the walk-forward's
+
+
+@pytest.mark.parametrize("run_date", [dt.date(2023, 6, 30), dt.date(2023, 3, 15), dt.date(2022, 11, 1)])
+def test_the_production_model_is_trained_through_the_run_date(tmp_path, run_date):
+    lake = Lake(tmp_path)
+    cfg = TrainConfig(hidden=4, epochs=1, batch_size=64, test_sessions=40, valid_fraction=0.0)
+    panel = small_panel(FeatureConfig())  # history runs past every run date: none of it may be read
+    out = train_models(lake, FeatureConfig(), cfg, run_date, SYMBOLS, panel, "fp")
+    card = json.loads(open(out["card"]).read())
+    last = max(d for d in pd.to_datetime(panel["trade_date"]).dt.date if d <= run_date)
+    # the last known outcome is the run date's close (the decision of the session before it)
+    assert card["train_end"] == card["train_span"][1] == out["train_end"] == last.isoformat()
+    assert card["state"]["train_end"] == last.isoformat()
+    for name, v in out["models"].items():
+        assert json.loads((tmp_path / "models" / name / v / "card.json").read_text())["train_end"] == last.isoformat()
