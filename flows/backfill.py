@@ -26,6 +26,7 @@ from flows.stages import (
     prepare_calendars,
     universe_calendar,
     validate,
+    with_history,
 )
 from kline.calendar import session_on_or_before, sessions_in_range
 from kline.ingestion import month_chunks, source_fingerprint
@@ -107,10 +108,11 @@ def backfill_flow(
         if models:
             validation = merge_validation(summaries)
             excluded = set(validation["excluded_symbols"])
-            kept = [s for s in universe if s not in excluded]
-            result = model_stages(settings, last, kept, validation, refresh)
-            out.update(run_date=last.isoformat(), report=result["report"]["files"]["report.html"],
-                       summary=result["report"].get("summary"), excluded_symbols=sorted(excluded))
+            kept = with_history(settings, last, [s for s in universe if s not in excluded])
+            out.update(run_date=last.isoformat(), excluded_symbols=sorted(excluded))
+            if kept:
+                result = model_stages(settings, last, kept, validation, refresh)
+                out.update(report=result["report"]["files"]["report.html"], summary=result["report"].get("summary"))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
     return out
 

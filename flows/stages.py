@@ -20,6 +20,7 @@ from kline.ingestion import history_start, plan_ingest, source_fingerprint
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
 from kline.rules import describe_limit_sources
+from kline.train_stage import sessions_needed
 from tasks._common import bind, stage_settings
 from tasks.backtest import backtest, promote
 from tasks.calendar import from_ref, vendor_calendar_task
@@ -166,6 +167,22 @@ def model_stages(
             "report": rep}
 
 
+def with_history(settings: Settings, run_date: dt.date, symbols: list[str]) -> list[str]:
+    """The symbols with enough curated history up to ``run_date`` for the model stages
+    (``kline.train_stage.sessions_needed``); the others are named in one log line."""
+    need = sessions_needed(settings.features, settings.train)
+    bars = Lake(settings.lake).read_curated_bars(symbols, end=run_date, columns=["symbol", "trade_date"])
+    have = bars["symbol"].value_counts().reindex(symbols, fill_value=0)
+    short = have[have < need]
+    if not short.empty:
+        get_run_logger().warning(
+            "too little history for the model stages as of %s: %s; they need %d sessions "
+            "(features, window and training targets, twice over for the walk-forward)%s", run_date,
+            ", ".join(f"{s} has {n}" for s, n in short.items()), need,
+            "" if len(short) < len(symbols) else "; model stages skipped, the data stages are done")
+    return [s for s in symbols if s not in short.index]
+
+
 def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -> dict:
     """The whole daily pipeline as of ``run_date`` (a session of the universe's calendar)."""
     logger = get_run_logger()
@@ -184,6 +201,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
                     "ingested_rows": sum(c["rows"] for c in chunks)}
     validation = merge_validation(summaries)
     symbols = [s for s in settings.symbols if s not in set(validation["excluded_symbols"])]
+    symbols = with_history(settings, run_date, symbols)
     if validation["excluded_symbols"]:
         logger.warning("left out of the downstream stages (run-date bar quarantined): %s",
                        ", ".join(validation["excluded_symbols"]))
@@ -198,7 +216,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
         "calendar": calendar_info(cal),
     }
     if not symbols:
-        logger.warning("every symbol was left out; no model stages for %s", run_date)
+        logger.warning("no symbol is left for the model stages as of %s", run_date)
         return out
     models = model_stages(settings, run_date, symbols, validation, refresh)
     out.update(

@@ -59,6 +59,12 @@ class FeatureError(ValueError):
     """An unknown feature, target or scaler name, or an ill-formed input frame."""
 
 
+def rolling_horizon(name: str) -> int | None:
+    """N of a trailing feature (``volatility_N``, ``return_N``, ``volume_z_N``, ...); None otherwise."""
+    m = _ROLLING_RE.match(name.removeprefix("rank_"))
+    return int(m.group(2)) if m else None
+
+
 def check_feature_config(cfg: FeatureConfig) -> None:
     """Raise FeatureError naming the first unknown feature, target or scaler."""
     for name in cfg.features:

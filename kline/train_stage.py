@@ -17,12 +17,23 @@ import pandas as pd
 
 from kline import registry
 from kline.config import FeatureConfig, Settings, TrainConfig
-from kline.features import feature_fingerprint, train_mask
+from kline.features import feature_fingerprint, rolling_horizon, train_mask
 from kline.forecasters import BASELINES, Forecaster, held_out_count, held_out_dates
 from kline.lake import Lake
 from kline.metrics import forecast_metrics
 from kline.presets import resolve_preset
 from kline.zoo import make_forecaster
+
+MIN_TRAIN_WINDOWS = 10  # fewer windows than this per symbol is no fit worth registering or judging
+
+
+def sessions_needed(features: FeatureConfig, train: TrainConfig) -> int:
+    """Sessions of history a symbol needs before the model stages can use it: the longest
+    feature lookback, one input window and ``MIN_TRAIN_WINDOWS`` targets, twice over (the
+    walk-forward holds out at most half of the sessions)."""
+    features, train = resolve_preset(features, train)
+    lookback = max((int(n) for n in (rolling_horizon(f) for f in features.features) if n), default=1)
+    return 2 * (lookback + features.window + MIN_TRAIN_WINDOWS)
 
 
 def holdout_train_end(panel: pd.DataFrame, train: TrainConfig) -> tuple[dt.date, int]:

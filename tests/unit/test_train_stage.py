@@ -82,3 +82,14 @@ def test_the_production_model_is_trained_through_the_run_date(tmp_path, run_date
     assert card["state"]["train_end"] == last.isoformat()
     for name, v in out["models"].items():
         assert json.loads((tmp_path / "models" / name / v / "card.json").read_text())["train_end"] == last.isoformat()
+
+
+def test_sessions_needed_follows_the_longest_lookback_and_the_window():
+    from kline.train_stage import MIN_TRAIN_WINDOWS, sessions_needed
+
+    base = FeatureConfig(features=("log_return", "volatility_20"), window=20)
+    assert sessions_needed(base, TrainConfig()) == 2 * (20 + 20 + MIN_TRAIN_WINDOWS)
+    longer = FeatureConfig(features=("log_return", "rank_volume_z_60"), window=10)
+    assert sessions_needed(longer, TrainConfig()) == 2 * (60 + 10 + MIN_TRAIN_WINDOWS)
+    # the seed preset trains on the close alone with 10-session windows, whatever the features say
+    assert sessions_needed(longer, TrainConfig(preset="seed")) == 2 * (1 + 10 + MIN_TRAIN_WINDOWS)
