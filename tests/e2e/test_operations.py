@@ -126,7 +126,8 @@ def test_setup_twice_changes_nothing_and_check_reports_drift(prefect_server, rec
 def test_a_run_failing_at_train_sends_one_notification_naming_the_stage(prefect_server, receiver, tmp_path):
     cfg = write_config(tmp_path, receiver)
     setup(prefect_server, cfg)
-    cfg.write_text(cfg.read_text().replace("hidden = 8", "hidden = 0"))  # the LSTM refuses to be built
+    # a device torch does not know: the settings pass preflight, the LSTM cannot be placed
+    cfg.write_text(cfg.read_text().replace("hidden = 8", 'hidden = 8\ndevice = "no-such-device"'))
     t0 = time.monotonic()
     run = kline(prefect_server, "run", "--date", "2024-03-13", "--lake", str(tmp_path / "lake"), "--config", str(cfg),
                 cwd=tmp_path)
