@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows._common import cap_end, checked, parse_date, resolve_settings, run_tags
+from flows._common import cap_end, checked, parse_date, resolve_settings, run_tags, universe_as_of
 from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
 from flows.runner import fan_out, task_runner
@@ -80,21 +80,25 @@ def backfill_flow(
     with tags(*run_tags(settings, "backfill")):
         prepare_calendars(settings, a, b, fetch=True)
     lk = Lake(settings.lake)
-    universe = list(settings.symbols)
-    batch = min(len(universe), settings.run.batch_symbols or len(universe))
+    # the last session: the date the models are built as of (a symbol whose bar on it is
+    # quarantined sits out), over the universe's members on that date
+    last = session_on_or_before(b, universe_calendar(settings))
+    final = universe_as_of(settings, last)
+    span = universe_as_of(settings, a, b)
+    batch = min(len(span.symbols), settings.run.batch_symbols or len(span.symbols))
     chunks = row_chunks(a, b, sessions_in_range(a, b, universe_calendar(settings)), batch,
                         settings.ingest.backfill_chunk_rows)
     artifact_id = create_progress_artifact(progress=0.0, key="backfill-progress",
                                            description=f"backfill {a}..{b}")
-    # the date the models are built as of; a symbol whose bar on it is quarantined sits out
-    last = session_on_or_before(b, universe_calendar(settings))
     summaries = []
     rows = 0
     notes: dict[str, dict] = {}
     with tags(*run_tags(settings, "backfill")):
         with task_runner(settings) as runner:
             for i, (c0, c1) in enumerate(chunks, 1):
-                # each chunk is logged as of its own end: what a daily run on that date would know
+                # a chunk covers the members of any of its days (no survivorship bias); it is
+                # logged as of its own end: what a daily run on that date would know
+                universe = list(universe_as_of(settings, c0, c1).symbols)
                 task, calls = ingest_calls(settings, [(universe, c0, c1)], None, refresh)
                 with stage("ingest", universe):
                     refs = fan_out(runner, task, calls)
@@ -110,8 +114,8 @@ def backfill_flow(
         if models:
             validation = merge_validation(summaries)
             excluded = set(validation["excluded_symbols"])
-            kept = [s for s in universe if s not in excluded]
-            result = model_stages(settings, last, kept, validation, refresh)
+            kept = [s for s in final.symbols if s not in excluded]
+            result = model_stages(final, last, kept, validation, refresh)
             out.update(run_date=last.isoformat(), report=result["report"]["files"]["report.html"],
                        summary=result["report"].get("summary"), excluded_symbols=sorted(excluded))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
@@ -124,7 +128,9 @@ def _replay(settings, a, b, config_file: str | None, refresh: bool) -> dict:
     days = sessions_in_range(a, b, universe_calendar(settings))
     artifact_id = create_progress_artifact(progress=0.0, key="replay-progress",
                                            description=f"replay {a}..{b}")
-    params = {"symbols": list(settings.symbols), "provider": settings.provider, "lake": settings.lake,
+    # a market universe is resolved by each daily run as of its own date
+    params = {"symbols": list(settings.symbols) if settings.universe == "default" else None,
+              "provider": settings.provider, "lake": settings.lake,
               "config_file": config_file, "source": settings.file.source or None,
               "calendar": settings.file.calendar or None, "refresh": refresh}
 
