@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "only after calendar.close_cutoff, 17:30 Asia/Shanghai)")
     _add_common(p)
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("backfill", help="ingest and validate a historical range in month chunks, then model and report its end")
+    p = sub.add_parser("backfill", help="ingest and validate a historical range in row-sized chunks, then model and report its end")
     p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future; today's session "
                    "before the close cutoff is capped to the previous one)")
