@@ -27,16 +27,19 @@ def resolve_settings(
     source: str | None = None,
     calendar: str | None = None,
 ) -> Settings:
-    """Settings from file and environment, overridden by the flow's parameters; an
-    object-store lake is reached with their ``[storage]`` in this process from now on."""
+    """Settings from file and environment, overridden by the flow's parameters (``symbols``
+    given here replace the configured universe); an object-store lake is reached with their
+    ``[storage]`` in this process from now on."""
     overrides: dict[str, Any] = {
         "lake": lake,
         "provider": provider,
         "symbols": list(symbols) if symbols else None,
+        "universe": "default" if symbols else None,
         "file": {"source": source, "calendar": calendar},
     }
     settings = load_settings(config_file, overrides)
-    if settings.provider == "file" and not symbols and settings.symbols == DEFAULT_UNIVERSE:
+    if (settings.provider == "file" and not symbols and settings.symbols == DEFAULT_UNIVERSE
+            and settings.universe == "default"):
         # a vendor folder defines its own universe: one symbol per file
         from kline.providers.files import FileProvider
 
@@ -91,14 +94,33 @@ def parse_date(value: str | dt.date | None, name: str) -> dt.date | None:
 
 
 def checked(settings: Settings, dates: list[dt.date]) -> None:
-    """The preflight checks (symbols, settings, dates): a run started from a deployment
-    refuses bad input before it writes anything, like the CLI does."""
+    """The preflight checks (universe, symbols, settings, dates, lake): a run started from a
+    deployment refuses bad input before it writes anything, like the CLI does."""
     from kline.preflight import check_dates, check_lake, check_settings, check_symbols
+    from kline.universe import check_universe
 
+    check_universe(settings)
     check_symbols(settings)
     check_settings(settings)
     check_dates(settings, dates)
     check_lake(settings)
+
+
+def universe_as_of(settings: Settings, start: dt.date, end: dt.date | None = None) -> Settings:
+    """``settings`` with ``symbols`` = the configured universe on any day of ``[start, end]``
+    (point in time; unchanged for ``universe = "default"``)."""
+    if settings.universe == "default":
+        return settings
+    from kline.providers import make_provider
+    from kline.universe import static_codes, with_universe
+
+    codes = static_codes(settings)
+    if codes is not None:
+        return settings.replace(symbols=list(codes))
+    loader = None
+    if settings.provider == "tushare" and settings.tushare.secret_block:
+        from tasks.secrets import prefect_secret_loader as loader
+    return with_universe(settings, make_provider(settings, token_loader=loader), start, end)
 
 
 def run_tags(settings: Settings, *extra: str) -> list[str]:
@@ -107,7 +129,9 @@ def run_tags(settings: Settings, *extra: str) -> list[str]:
     import hashlib
 
     syms = sorted(settings.symbols)
-    if len(syms) <= 8:
+    if isinstance(settings.universe, str) and settings.universe != "default":
+        universe = settings.universe.replace("file:", "file-")
+    elif len(syms) <= 8:
         universe = ",".join(syms)
     else:
         universe = f"{len(syms)}-symbols-{hashlib.sha256(','.join(syms).encode()).hexdigest()[:8]}"

@@ -1,9 +1,10 @@
 """The backfill flow, two ways:
 
-- data backfill (default): the daily ingest path over ``[start, end]`` in month chunks,
-  each chunk ingested and validated by task runs cached and retried on their own (an
-  interrupted backfill resumes where it stopped), then features, training, backtest and the
-  report once, as of ``end``;
+- data backfill (default): the daily ingest path over ``[start, end]`` in chunks of about
+  ``ingest.backfill_chunk_rows`` bars (sessions per chunk = that // symbols per batch), each
+  chunk ingested and validated per symbol batch by task runs cached and retried on their own
+  (an interrupted backfill redoes at most the chunk it was in), on the ``[run]`` task runner,
+  then features, training, backtest and the report once, as of ``end``;
 - replay (``replay=True``): the daily flow as of every session in ``[start, end]``, each its
   own flow run named after its date, point in time, with bounded concurrency; re-running a
   replay finds every stage cached.
@@ -17,10 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from prefect import flow, get_run_logger, tags
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from flows._common import cap_end, checked, parse_date, resolve_settings, run_tags
+from flows._common import cap_end, checked, parse_date, resolve_settings, run_tags, universe_as_of
 from flows.daily import daily_flow
 from flows.hooks import publish_failure, stage
+from flows.runner import fan_out, task_runner
 from flows.stages import (
+    ingest_calls,
     merge_validation,
     model_stages,
     prepare_calendars,
@@ -29,10 +32,8 @@ from flows.stages import (
     with_history,
 )
 from kline.calendar import session_on_or_before, sessions_in_range
-from kline.ingestion import month_chunks, source_fingerprint
+from kline.ingestion import row_chunks
 from kline.lake import Lake
-from tasks._common import bind, stage_settings
-from tasks.ingest import ingest_chunk, retry_options
 
 # Terminal progress callbacks (the CLI registers one): fn(done, total, label).
 progress_listeners: list[Callable[[int, int, str], None]] = []
@@ -60,7 +61,7 @@ def backfill_flow(
     replay: bool = False,
     models: bool = True,
 ) -> dict:
-    """Backfill ``[start, end]`` (ISO dates, inclusive): ingest + validate in month chunks,
+    """Backfill ``[start, end]`` (ISO dates, inclusive): ingest + validate in row-sized chunks,
     then (``models``) train, backtest and report as of the last session on or before
     ``end``; or, with ``replay``, run the daily flow as of every session in the range."""
     logger = get_run_logger()
@@ -80,38 +81,44 @@ def backfill_flow(
     with tags(*run_tags(settings, "backfill")):
         prepare_calendars(settings, a, b, fetch=True)
     lk = Lake(settings.lake)
-    sub = stage_settings(settings, "ingest")
-    task = bind(ingest_chunk, lk.root, refresh, **retry_options(sub))
-    chunks = month_chunks(a, b)
+    # the last session: the date the models are built as of (a symbol whose bar on it is
+    # quarantined sits out), over the universe's members on that date
+    last = session_on_or_before(b, universe_calendar(settings))
+    final = universe_as_of(settings, last)
+    span = universe_as_of(settings, a, b)
+    batch = min(len(span.symbols), settings.run.batch_symbols or len(span.symbols))
+    chunks = row_chunks(a, b, sessions_in_range(a, b, universe_calendar(settings)), batch,
+                        settings.ingest.backfill_chunk_rows)
     artifact_id = create_progress_artifact(progress=0.0, key="backfill-progress",
                                            description=f"backfill {a}..{b}")
-    universe = list(settings.symbols)
-    version = source_fingerprint(settings)
-    # the date the models are built as of; a symbol whose bar on it is quarantined sits out
-    last = session_on_or_before(b, universe_calendar(settings))
     summaries = []
     rows = 0
     notes: dict[str, dict] = {}
     with tags(*run_tags(settings, "backfill")):
-        for i, (c0, c1) in enumerate(chunks, 1):
-            with stage("ingest", universe):
-                # each chunk is logged as of its own end: what a daily run on that date would know
-                ref = task(lk.root, sub, universe, c0.isoformat(), c1.isoformat(), c1.isoformat(), version)
-            with stage("validate", universe):
-                summaries += validate(settings, [ref], last, refresh)
-            rows += ref["rows"]
-            for sym, n in (ref.get("provider_notes") or {}).items():  # vendor rows dropped or collapsed
-                notes.setdefault(sym, {}).update(n)
-            _progress(i, len(chunks), f"{c0:%Y-%m}", artifact_id)
+        with task_runner(settings) as runner:
+            for i, (c0, c1) in enumerate(chunks, 1):
+                # a chunk covers the members of any of its days (no survivorship bias); it is
+                # logged as of its own end: what a daily run on that date would know
+                universe = list(universe_as_of(settings, c0, c1).symbols)
+                task, calls = ingest_calls(settings, [(universe, c0, c1)], None, refresh)
+                with stage("ingest", universe):
+                    refs = fan_out(runner, task, calls)
+                with stage("validate", universe):
+                    summaries += validate(settings, refs, last, refresh, runner)
+                for ref in refs:
+                    rows += ref["rows"]
+                    for sym, n in (ref.get("provider_notes") or {}).items():  # vendor rows dropped or collapsed
+                        notes.setdefault(sym, {}).update(n)
+                _progress(i, len(chunks), f"{c0}..{c1}", artifact_id)
         out = {"start": a.isoformat(), "end": b.isoformat(), "lake": lk.root, "ingested_rows": rows,
                "chunks": len(chunks), "row_notes": notes}
         if models:
             validation = merge_validation(summaries)
             excluded = set(validation["excluded_symbols"])
-            kept = with_history(settings, last, [s for s in universe if s not in excluded])
+            kept = with_history(final, last, [s for s in final.symbols if s not in excluded])
             out.update(run_date=last.isoformat(), excluded_symbols=sorted(excluded))
             if kept:
-                result = model_stages(settings, last, kept, validation, refresh)
+                result = model_stages(final, last, kept, validation, refresh)
                 out.update(report=result["report"]["files"]["report.html"], summary=result["report"].get("summary"))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
     return out
@@ -123,7 +130,9 @@ def _replay(settings, a, b, config_file: str | None, refresh: bool) -> dict:
     days = sessions_in_range(a, b, universe_calendar(settings))
     artifact_id = create_progress_artifact(progress=0.0, key="replay-progress",
                                            description=f"replay {a}..{b}")
-    params = {"symbols": list(settings.symbols), "provider": settings.provider, "lake": settings.lake,
+    # a market universe is resolved by each daily run as of its own date
+    params = {"symbols": list(settings.symbols) if settings.universe == "default" else None,
+              "provider": settings.provider, "lake": settings.lake,
               "config_file": config_file, "source": settings.file.source or None,
               "calendar": settings.file.calendar or None, "refresh": refresh}
 

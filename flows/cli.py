@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", cmd_run, "run the daily pipeline for one date (default: the latest session)", data=True)
     p.add_argument("--date", help="run date YYYY-MM-DD (default: the latest closed XSHG session: today's "
                    "only after calendar.close_cutoff, 17:30 Asia/Shanghai)")
-    p = command("backfill", cmd_backfill, "ingest and validate a historical range in month chunks, then model "
+    p = command("backfill", cmd_backfill, "ingest and validate a historical range in row-sized chunks, then model "
                 "and report its end", data=True)
     p.add_argument("--start", required=True, help="first date YYYY-MM-DD")
     p.add_argument("--end", required=True, help="last date YYYY-MM-DD (not in the future; today's session "

@@ -7,7 +7,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, tags
 from prefect.runtime import flow_run
 
-from flows._common import checked, default_run_date, parse_date, resolve_settings, run_tags
+from flows._common import (
+    checked,
+    default_run_date,
+    parse_date,
+    resolve_settings,
+    run_tags,
+    universe_as_of,
+)
 from flows.hooks import publish_failure
 from flows.stages import prepare_calendars, run_pipeline, universe_calendar
 from kline.calendar import calendar_info, is_provisional, is_session
@@ -39,6 +46,7 @@ def daily_flow(
     prepare_calendars(settings)
     day = parse_date(run_date, "run_date") or default_run_date(settings)
     checked(settings, [day])
+    settings = universe_as_of(settings, day)  # the universe's members on the run date
     cal = universe_calendar(settings)
     with tags(*run_tags(settings)):
         prepare_calendars(settings, day, fetch=True)

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger
+from prefect.task_runners import TaskRunner
 
 from flows._common import use_calendars
 from flows.hooks import stage
-from kline.calendar import A_SHARE_CALENDAR, calendar_info, current_layers, is_provisional
+from flows.runner import fan_out, task_runner
+from kline.calendar import (
+    A_SHARE_CALENDAR,
+    calendar_info,
+    current_layers,
+    is_provisional,
+    layers_snapshot,
+)
 from kline.calendar import fingerprint as calendar_fingerprint
 from kline.config import Settings
-from kline.ingestion import history_start, plan_ingest, source_fingerprint
+from kline.ingestion import history_start, plan_ingest, source_fingerprint, symbol_batches
 from kline.instruments import SymbolError, instrument
 from kline.lake import Lake
 from kline.rules import describe_limit_sources
@@ -72,26 +80,45 @@ def prepare_calendars(settings: Settings, first: dt.date | None = None, last: dt
     return info
 
 
-def ingest(settings: Settings, run_date: dt.date, refresh: bool = False) -> list[dict]:
-    """One cached, retried ingest task run per chunk planned for a run as of ``run_date``."""
+def ingest_calls(settings: Settings, spans: list[tuple[list[str], dt.date, dt.date]], as_of: dt.date | None,
+                 refresh: bool = False) -> tuple[Task, list[dict]]:
+    """The bound ingest task and its keyword arguments, one per (span, symbol batch) of
+    ``run.batch_symbols``; ``as_of`` None logs each span as of its own end."""
     lake = Lake(settings.lake)
     sub = stage_settings(settings, "ingest")
     task = bind(ingest_chunk, lake.root, refresh, **retry_options(sub))
-    version = source_fingerprint(settings)
-    return [
-        task(lake.root, sub, list(c.symbols), c.start.isoformat(), c.end.isoformat(), run_date.isoformat(), version)
-        for c in plan_ingest(lake, settings, run_date)
-    ]
+    version, layers = source_fingerprint(settings), layers_snapshot()
+    calls = [dict(lake_root=lake.root, settings=sub, symbols=batch, start=a.isoformat(), end=b.isoformat(),
+                  as_of=(as_of or b).isoformat(), source_version=version, calendars=layers)
+             for symbols, a, b in spans for batch in symbol_batches(symbols, settings.run.batch_symbols)]
+    return task, calls
 
 
-def validate(settings: Settings, chunks: list[dict], run_date: dt.date | None, refresh: bool = False) -> list[dict]:
-    """One validation task run per ingested chunk."""
+def ingest(settings: Settings, run_date: dt.date, refresh: bool = False, runner: TaskRunner | None = None) -> list[dict]:
+    """One cached, retried ingest task run per chunk planned for a run as of ``run_date`` and
+    symbol batch, on ``runner`` (default: one after another in the flow's thread)."""
+    spans = [(list(c.symbols), c.start, c.end) for c in plan_ingest(Lake(settings.lake), settings, run_date)]
+    task, calls = ingest_calls(settings, spans, run_date, refresh)
+    return _run(task, calls, runner)
+
+
+def validate(settings: Settings, chunks: list[dict], run_date: dt.date | None, refresh: bool = False,
+             runner: TaskRunner | None = None) -> list[dict]:
+    """One validation task run per ingested chunk (and batch), on ``runner`` as ``ingest``."""
     lake = Lake(settings.lake)
     task = bind(validate_chunk_task, lake.root, refresh)
     sub = stage_settings(settings, "validate")
     day = run_date.isoformat() if run_date else None
-    alert_rows = settings.alerts.quarantine_rows
-    return [task(lake.root, sub, chunk, day, quarantine_alert_rows=alert_rows) for chunk in chunks]
+    layers = layers_snapshot()
+    calls = [dict(lake_root=lake.root, settings=sub, chunk=chunk, run_date=day,
+                  quarantine_alert_rows=settings.alerts.quarantine_rows, calendars=layers) for chunk in chunks]
+    return _run(task, calls, runner)
+
+
+def _run(task: Task, calls: list[dict], runner: TaskRunner | None) -> list:
+    if runner is None:
+        return [task(**kw) for kw in calls]
+    return fan_out(runner, task, calls)
 
 
 def merge_validation(summaries: list[dict]) -> dict:
@@ -187,10 +214,11 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     """The whole daily pipeline as of ``run_date`` (a session of the universe's calendar)."""
     logger = get_run_logger()
     universe = list(settings.symbols)
-    with stage("ingest", universe):
-        chunks = ingest(settings, run_date, refresh)
-    with stage("validate", universe):
-        summaries = validate(settings, chunks, run_date, refresh)
+    with task_runner(settings) as runner:
+        with stage("ingest", universe):
+            chunks = ingest(settings, run_date, refresh, runner)
+        with stage("validate", universe):
+            summaries = validate(settings, chunks, run_date, refresh, runner)
     cal = universe_calendar(settings)
     provisional = is_provisional(run_date, cal)
     if provisional:

@@ -101,6 +101,13 @@ def configure(layers: dict[str, Layers]) -> None:
     _layers.set(dict(layers))
 
 
+def layers_snapshot() -> dict[str, Layers] | None:
+    """This context's run-level layers (None: not configured), for a worker in another
+    process or thread that must ``configure`` the same ones."""
+    layers = _layers.get()
+    return dict(layers) if layers is not None else None
+
+
 def current_layers(code: str) -> Layers:
     return (_layers.get() or {}).get(code, Layers())
 

@@ -56,6 +56,16 @@ def _split(value: Any) -> Any:
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split)]  # a list, or "a,b" text
 
 
+def _universe(value: Any) -> Any:
+    if isinstance(value, str) and "," in value:
+        return tuple(_split(value))
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+# a name ("default", "csi300", "all"), "file:codes.txt", or a list of codes ("a,b" text)
+UniverseSpec = Annotated[str | tuple[str, ...], NoDecode, BeforeValidator(_universe)]
+
+
 def _problem(err: Any, *prefix: str) -> str:
     """One pydantic error as ``section.field: what is wrong``."""
     name = ".".join(map(str, (*prefix, *err["loc"])))
@@ -127,6 +137,8 @@ class IngestConfig:
     retries: int = 3  # attempts after the first, only for transient provider errors
     retry_delay_s: float = 20.0  # base of the exponential backoff between retries
     retry_jitter: float = 0.5  # fraction of random jitter on each delay
+    backfill_chunk_rows: int = 250_000  # bars per backfill chunk: sessions per chunk = this //
+    # symbols per batch (one ingest + one validation task run each; see benchmarks/RESULTS.md)
 
 
 @_section
@@ -203,6 +215,14 @@ class PromotionConfig:
 
 
 @_section
+class RunConfig:
+    task_runner: Literal["threads", "dask"] = "threads"  # where ingest/validate batches run
+    dask_address: str = ""  # dask: an existing scheduler (tcp://host:8786); "" = a local cluster
+    dask_workers: int = 2  # dask without an address: worker processes of the local cluster
+    batch_symbols: int = 500  # symbols per ingest / validate task run (0 = the whole universe)
+
+
+@_section
 class ServeConfig:
     host: str = "127.0.0.1"  # where `kline docs` / `kline serve` serve reports and Data Docs
     port: int = 4210  # keep it stable: link artifacts of past runs point at it
@@ -240,10 +260,13 @@ class StorageConfig:
 class Settings(BaseSettings):
     lake: str = "./data_lake"  # lake root: a local path or an object-store URL (s3://bucket/prefix)
     provider: str = "synthetic"  # "synthetic", "tushare" or "file"
-    symbols: Names = DEFAULT_UNIVERSE
+    symbols: Names = DEFAULT_UNIVERSE  # the codes a run covers when universe = "default"
+    universe: UniverseSpec = "default"  # "default" (= symbols), "csi300", "all", a list of codes
+    # or "file:codes.txt"; resolved to the run's symbols at its start, as of its date
     synthetic_seed: int = 20240101  # the synthetic market's seed
     timezone: str = "Asia/Shanghai"  # run_date defaults to the latest session here
-    max_concurrency: int = 1  # sessions replayed at once (each its own flow run)
+    max_concurrency: int = 1  # sessions replayed at once (each its own flow run), and task runs
+    # at once under the threads task runner
     calendar: CalendarConfig = CalendarConfig()
     tushare: TushareConfig = TushareConfig()
     file: FileConfig = FileConfig()
@@ -253,6 +276,7 @@ class Settings(BaseSettings):
     train: TrainConfig = TrainConfig()
     backtest: BacktestConfig = BacktestConfig()
     promotion: PromotionConfig = PromotionConfig()
+    run: RunConfig = RunConfig()
     serve: ServeConfig = ServeConfig()
     alerts: AlertsConfig = AlertsConfig()
     storage: StorageConfig = StorageConfig()

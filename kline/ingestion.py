@@ -64,6 +64,36 @@ def month_chunks(start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
     return out
 
 
+def row_chunks(
+    start: dt.date, end: dt.date, sessions: Sequence[dt.date], symbols: int, target_rows: int
+) -> list[tuple[dt.date, dt.date]]:
+    """Split ``[start, end]`` into contiguous, gap-free calendar spans each holding about
+    ``target_rows`` bars: ``target_rows // symbols`` of ``sessions`` (at least one). The first
+    span starts at ``start``, the last ends at ``end``; no sessions in range: one span."""
+    if start > end:
+        return []
+    days = [d for d in sessions if start <= d <= end]
+    per = max(1, target_rows // max(1, symbols))
+    cuts = days[per - 1::per]  # the last session of each full span
+    out, cur = [], start
+    for last in cuts:
+        if last == days[-1]:  # the rest of the range holds no session: it joins this span
+            break
+        out.append((cur, last))
+        cur = last + dt.timedelta(days=1)
+    out.append((cur, end))
+    return out
+
+
+def symbol_batches(symbols: Sequence[str], size: int) -> list[list[str]]:
+    """``symbols`` in order, cut into consecutive batches of at most ``size`` (0: one batch)."""
+    syms = list(symbols)
+    if not syms:
+        return []
+    size = len(syms) if size <= 0 else size
+    return [syms[i:i + size] for i in range(0, len(syms), size)]
+
+
 def history_start(run_date: dt.date, years: int) -> dt.date:
     """The first date of a ``years``-long history ending at ``run_date``."""
     try:
@@ -216,4 +246,5 @@ def _notes(report: object) -> dict:
             if isinstance(r, dict) and any(r.get(k) for k in keys)}
 
 
-__all__ = ["Chunk", "history_start", "ingest_range", "month_chunks", "plan_ingest", "content_hash"]
+__all__ = ["Chunk", "history_start", "ingest_range", "month_chunks", "plan_ingest", "row_chunks", "symbol_batches",
+           "content_hash"]

@@ -17,6 +17,7 @@ from typing import Any
 from prefect import Task
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
+from kline.calendar import configure
 from kline.config import Settings
 from kline.lake import LakePaths, storage_options
 
@@ -42,6 +43,13 @@ def stage_settings(settings: Settings, stage: str) -> dict[str, Any]:
 def settings_from(sub: dict[str, Any]) -> Settings:
     """Rebuild full settings from a stage's sub-dict (other fields keep their defaults)."""
     return Settings().replace(**sub)
+
+
+def use_layers(calendars: dict | None) -> None:
+    """Set the calendar layers a flow passed along (``kline.calendar.layers_snapshot``) in
+    this task's context; None keeps the context's own (a thread copies the flow's)."""
+    if calendars is not None:
+        configure(calendars)
 
 
 _remote_storage: dict[str, Any] = {}

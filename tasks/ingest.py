@@ -12,7 +12,7 @@ from kline.ingestion import ingest_range
 from kline.lake import Lake
 from kline.providers import is_transient, make_provider
 from tasks import budget, events
-from tasks._common import settings_from
+from tasks._common import settings_from, use_layers
 from tasks.secrets import prefect_secret_loader
 
 budget.install()  # tushare calls share the server's vendor budget where one is set up
@@ -42,8 +42,9 @@ def retry_options(ingest_settings: dict) -> dict:
 @task(
     name="ingest",
     task_run_name="ingest-{start}..{end}",
-    # as_of only labels the log entry; a chunk fetched for any run is the same chunk
-    cache_policy=(INPUTS - "as_of") + TASK_SOURCE,
+    # as_of only labels the log entry; a chunk fetched for any run is the same chunk; the
+    # calendar layers are the run's context carried to another process, not an input
+    cache_policy=(INPUTS - "as_of" - "calendars") + TASK_SOURCE,
     persist_result=True,
     retry_condition_fn=retry_transient_only,
 )
@@ -55,14 +56,18 @@ def ingest_chunk(
     end: str,
     as_of: str | None = None,
     source_version: str = "",
+    calendars: dict | None = None,
 ) -> dict:
     """Fetch ``symbols`` over ``[start, end]`` (ISO dates) into the raw layer, for a run as of
     ``as_of`` (default ``end``). ``source_version`` (``kline.ingestion.source_fingerprint``)
     only keys the cache: a changed vendor file is read again.
 
     ``settings`` is the ingest stage's sub-dict (``tasks._common.stage_settings``).
+    ``calendars`` (``kline.calendar.layers_snapshot``) re-establishes the run's calendar
+    layers where the task runs in another process (a Dask worker).
     Returns partition keys, row counts and the content hash, never data.
     """
+    use_layers(calendars)
     s = settings_from(settings).replace(symbols=symbols)
     provider = make_provider(s, token_loader=prefect_secret_loader)
     ref = ingest_range(

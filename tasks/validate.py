@@ -14,7 +14,7 @@ from kline.lake import Lake
 from kline.serving import link_for, link_note
 from kline.validation import failure_table, read_validation_result, summary_markdown, validate_chunk
 from tasks import events
-from tasks._common import settings_from
+from tasks._common import settings_from, use_layers
 
 SUMMARY_KEY = "validation-summary"
 FAILURES_KEY = "validation-failures"
@@ -27,7 +27,7 @@ DOCS_KEY = "validation-docs"
     # Deterministic: no retries. The chunk reference carries the raw content hash, so a
     # re-ingested (fixed) chunk gets a new key and is validated again. The alert threshold
     # only decides an event's severity: changing it re-validates nothing.
-    cache_policy=(INPUTS - "quarantine_alert_rows") + TASK_SOURCE,
+    cache_policy=(INPUTS - "quarantine_alert_rows" - "calendars") + TASK_SOURCE,
     persist_result=True,
 )
 def validate_chunk_task(
@@ -37,6 +37,7 @@ def validate_chunk_task(
     run_date: str | None = None,
     today: str | None = None,
     quarantine_alert_rows: int | None = None,
+    calendars: dict | None = None,
 ) -> dict[str, Any]:
     """Validate the raw bars of ``chunk`` (an ``ingest_chunk`` reference) and publish the
     summary, failed-expectation and Data Docs artifacts.
@@ -46,8 +47,10 @@ def validate_chunk_task(
     Quarantined rows emit ``kline.data.quarantined``, an alert from ``quarantine_alert_rows``
     rows on. Returns ``kline.validation.validate_chunk``'s summary: counts per symbol, warnings,
     ``excluded_symbols``, ``curated_fingerprint``, result and docs paths. A schema failure
-    raises ``ChunkValidationError`` naming the expectation.
+    raises ``ChunkValidationError`` naming the expectation. ``calendars`` as for
+    ``tasks.ingest.ingest_chunk``.
     """
+    use_layers(calendars)
     lake = Lake(lake_root)
     try:
         summary = validate_chunk(

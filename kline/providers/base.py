@@ -70,3 +70,13 @@ class InstrumentFactsProvider(Protocol):
 def is_transient(exc: BaseException) -> bool:
     """True for errors a provider marks as worth retrying."""
     return bool(getattr(exc, "transient", False))
+
+
+@runtime_checkable
+class UniverseProvider(Protocol):
+    """A provider that knows a market universe's members over time (``kline.universe``)."""
+
+    def universe_members(self, name: str, start: dt.date, end: dt.date) -> list[str]:
+        """Codes in universe ``name`` ("csi300" or "all") on any day of ``[start, end]``, as
+        known on that day (no survivorship: members since dropped or delisted included)."""
+        ...

@@ -61,6 +61,7 @@ _LISTED = {"600519.SH": dt.date(2001, 8, 27), "000001.SZ": dt.date(1991, 4, 3),
 _BOARD_OPEN = {"chinext": dt.date(2009, 10, 30), "star": dt.date(2019, 7, 22), "bse": dt.date(2021, 11, 15)}
 _LAST_LISTING = dt.date(2025, 6, 30)
 SIGNAL_VOLUME_LOADING = 0.5  # how strongly the planted factor shows in log volume
+UNIVERSE_SIZES = {"csi300": 300, "all": 5000}  # SyntheticProvider.universe_members
 MAX_UNIVERSE = 9000  # synthetic_universe: STAR's one prefix holds 1000 codes (11 %)
 # synthetic_universe: (board share, code prefixes, suffix), about the market's mix of listings
 _UNIVERSE_MIX = (
@@ -289,6 +290,14 @@ class SyntheticProvider:
         df["source"] = self.name
         df["ingested_at"] = pd.Timestamp.now(tz="UTC")
         return df[BAR_COLUMNS]
+
+    def universe_members(self, name: str, start: dt.date, end: dt.date) -> list[str]:
+        """``csi300``: the first 300 of ``synthetic_universe``, ``all``: 5 000 stocks
+        (``UNIVERSE_SIZES``), each only once listed (its synthetic listing date on or before
+        ``end``). The synthetic market has no delistings and a fixed index membership."""
+        if name not in UNIVERSE_SIZES:
+            raise ValueError(f"unknown universe {name!r}; the synthetic market offers {', '.join(UNIVERSE_SIZES)}")
+        return [s for s in synthetic_universe(UNIVERSE_SIZES[name]) if _facts(self.seed, s)[0] <= end]
 
     def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
         """Listing dates and ST periods of ``symbols`` (``synthetic_facts``); the range is

@@ -163,7 +163,11 @@ def _parse_yyyymmdd(s: pd.Series) -> pd.Series:
 
 
 # Instrument-fact APIs (kline.rules): row caps per call, merged into ROW_CAPS.
-FACT_ROW_CAPS: dict[str, int] = {"stk_limit": 5800, "stock_basic": 6000, "namechange": 6000}
+FACT_ROW_CAPS: dict[str, int] = {"stk_limit": 5800, "stock_basic": 6000, "namechange": 6000,
+                                 "index_weight": 6000}
+UNIVERSE_INDEX = {"csi300": "399300.SZ"}  # kline.universe name -> tushare index_weight index_code
+SNAPSHOT_LOOKBACK_DAYS = 400  # index_weight snapshots are monthly (some months skipped): the one in
+# force on a day is within this many days before it
 ROW_CAPS.update(FACT_ROW_CAPS)
 NAMECHANGE_PER_CODE_MAX = 10  # above this many stocks, one market-wide namechange query
 
@@ -252,7 +256,39 @@ class TushareFacts:
         return facts
 
 
-class TushareProvider(TushareFacts):
+class TushareUniverse:
+    """Point-in-time universes from tushare, mixed into ``TushareProvider``: index members
+    from ``index_weight`` snapshots, the market from ``stock_basic`` (every list_status)."""
+
+    def universe_members(self, name: str, start: dt.date, end: dt.date) -> list[str]:
+        """Codes in ``name`` on any day of ``[start, end]``: for an index, the snapshot in force
+        on ``start`` (the latest within ``SNAPSHOT_LOOKBACK_DAYS`` before it) and every later one
+        up to ``end``; for ``all``, stocks listed on or before ``end`` and not delisted before
+        ``start``."""
+        if name in UNIVERSE_INDEX:
+            w = self._query("index_weight", "index_code,con_code,trade_date,weight", index_code=UNIVERSE_INDEX[name],
+                            start_date=_yyyymmdd(start - dt.timedelta(days=SNAPSHOT_LOOKBACK_DAYS)),
+                            end_date=_yyyymmdd(end))
+            if w.empty:
+                return []
+            days = _parse_yyyymmdd(w["trade_date"])
+            before = days[days <= start]
+            first = before.max() if len(before) else days.min()
+            return sorted(set(w.loc[(days >= first) & (days <= end), "con_code"].astype(str)))
+        if name == "all":
+            basic = pd.concat([self._query("stock_basic", "ts_code,list_date,delist_date,list_status", list_status=st)
+                               for st in ("L", "D", "P")], ignore_index=True)
+            if basic.empty:
+                return []
+            listed = pd.to_datetime(basic["list_date"].astype(str).str.slice(0, 8), format="%Y%m%d")
+            gone = pd.to_datetime(basic["delist_date"].astype("string").str.slice(0, 8), format="%Y%m%d",
+                                  errors="coerce")
+            keep = (listed <= pd.Timestamp(end)) & (gone.isna() | (gone >= pd.Timestamp(start)))
+            return sorted(set(basic.loc[keep, "ts_code"].astype(str)))
+        raise ValueError(f"unknown universe {name!r}; tushare offers {', '.join([*UNIVERSE_INDEX, 'all'])}")
+
+
+class TushareProvider(TushareFacts, TushareUniverse):
     """Canonical bars and adjustment factors from the tushare pro API.
 
     ``last_fetch_report`` describes the latest ``fetch``/``fetch_adj_factor``: mode, calls,

@@ -43,22 +43,48 @@ def test_non_session_date_completes_without_work(lake_root, config_file):
     assert Lake(lake_root).read_ingest_log() == []
 
 
-def test_backfill_one_month_with_progress(lake_root, config_file):
+def test_backfill_in_row_sized_chunks_with_progress(lake_root, tmp_path):
+    cfg = tmp_path / "rows.toml"  # 2 symbols x 20 sessions per chunk
+    cfg.write_text('symbols = ["000001.SH", "600519.SH"]\n[ingest]\nhistory_years = 1\nbackfill_chunk_rows = 40\n')
     seen = []
     progress_listeners.append(lambda d, t, label: seen.append((d, t, label)))
     try:
-        out = backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file,
+        out = backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=str(cfg),
                             models=False)
     finally:
         progress_listeners.clear()
-    assert out["chunks"] == 2
-    assert seen == [(1, 2, "2024-01"), (2, 2, "2024-02")]
+    assert out["chunks"] == 2 and out["ingested_rows"] == 2 * 28
+    assert seen == [(1, 2, "2024-01-01..2024-01-29"), (2, 2, "2024-01-30..2024-02-10")]
     raw = Lake(lake_root).read_raw_bars()
     assert raw["trade_date"].min() == dt.date(2024, 1, 2) and raw["trade_date"].max() == dt.date(2024, 2, 8)
-    # an interrupted / repeated backfill resumes: completed chunks come back from the cache
-    backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=config_file, models=False)
+    # a repeated backfill finds every chunk in the cache
+    backfill_flow(start="2024-01-01", end="2024-02-10", lake=lake_root, config_file=str(cfg), models=False)
     assert len(Lake(lake_root).read_ingest_log()) == 2
     assert Lake(lake_root).curated_years() == [2024]  # validated on the way
+
+
+def test_an_interrupted_backfill_redoes_only_the_chunk_it_was_in(lake_root, tmp_path):
+    cfg = tmp_path / "rows.toml"  # 1 symbol x 10 sessions per chunk: 3 chunks
+    cfg.write_text('symbols = ["600519.SH"]\n[ingest]\nbackfill_chunk_rows = 10\n')
+
+    def stop_after_first(done, total, label):
+        if done == 1:
+            raise RuntimeError("interrupted")
+
+    progress_listeners.append(stop_after_first)
+    try:
+        state = backfill_flow(start="2024-03-01", end="2024-04-10", lake=lake_root, config_file=str(cfg),
+                              models=False, return_state=True)
+    finally:
+        progress_listeners.clear()
+    assert state.is_failed()
+    log = Lake(lake_root).read_ingest_log()
+    assert [(e["start"], e["end"]) for e in log] == [("2024-03-01", "2024-03-14")]
+    out = backfill_flow(start="2024-03-01", end="2024-04-10", lake=lake_root, config_file=str(cfg), models=False)
+    assert out["chunks"] == 3
+    log = Lake(lake_root).read_ingest_log()  # the first chunk came from the cache
+    assert [(e["start"], e["end"]) for e in log] == [("2024-03-01", "2024-03-14"), ("2024-03-15", "2024-03-28"),
+                                                     ("2024-03-29", "2024-04-10")]
 
 
 @pytest.mark.parametrize("params", [{"run_date": "2999-01-04"}, {"run_date": "2024-03-15", "symbols": ["../x"]}])

@@ -1,7 +1,16 @@
 import datetime as dt
 
+from kline.calendar import sessions_in_range
 from kline.config import Settings
-from kline.ingestion import covered_through, history_start, ingest_range, month_chunks, plan_ingest
+from kline.ingestion import (
+    covered_through,
+    history_start,
+    ingest_range,
+    month_chunks,
+    plan_ingest,
+    row_chunks,
+    symbol_batches,
+)
 from kline.providers.synthetic import SyntheticProvider
 
 
@@ -13,6 +22,37 @@ def test_month_chunks():
     ]
     assert month_chunks(dt.date(2024, 12, 30), dt.date(2025, 1, 2))[-1] == (dt.date(2025, 1, 1), dt.date(2025, 1, 2))
     assert month_chunks(dt.date(2024, 2, 1), dt.date(2024, 1, 1)) == []
+
+
+def test_row_chunks_hold_about_the_target_rows_and_cover_the_range():
+    a, b = dt.date(2005, 1, 1), dt.date(2024, 12, 31)
+    days = sessions_in_range(a, b)
+    # one index over twenty years is one chunk; 300 stocks, about 2 000 rows per chunk
+    assert row_chunks(a, b, days, 1, 250_000) == [(a, b)]
+    chunks = row_chunks(a, b, days, 300, 2_000)
+    assert chunks[0][0] == a and chunks[-1][1] == b
+    for (_, e0), (s1, _) in zip(chunks, chunks[1:], strict=False):
+        assert s1 == e0 + dt.timedelta(days=1)  # contiguous, no gap, no overlap
+    sizes = [len([d for d in days if c0 <= d <= c1]) for c0, c1 in chunks]
+    assert set(sizes[:-1]) == {6} and 1 <= sizes[-1] <= 6  # 2 000 // 300 sessions each
+    assert len(chunks) == -(-len(days) // 6)
+    # a range ending on a weekend: the last session's span runs to the end, no empty chunk
+    sat = dt.date(2024, 1, 13)
+    jan = sessions_in_range(dt.date(2024, 1, 1), sat)
+    assert row_chunks(dt.date(2024, 1, 1), sat, jan, 1, 5) == [(dt.date(2024, 1, 1), dt.date(2024, 1, 8)),
+                                                               (dt.date(2024, 1, 9), sat)]
+    assert row_chunks(dt.date(2024, 1, 6), dt.date(2024, 1, 7), [], 3, 10) == [(dt.date(2024, 1, 6), dt.date(2024, 1, 7))]
+    assert row_chunks(b, a, days, 1, 10) == []
+    # more symbols than the target: one session per chunk, never zero
+    one = row_chunks(a, dt.date(2005, 1, 10), days, 5000, 100)
+    assert one == [(a, dt.date(2005, 1, 4)), (dt.date(2005, 1, 5), dt.date(2005, 1, 5)),
+                   (dt.date(2005, 1, 6), dt.date(2005, 1, 6)), (dt.date(2005, 1, 7), dt.date(2005, 1, 7)), (dt.date(2005, 1, 8), dt.date(2005, 1, 10))]
+
+
+def test_symbol_batches():
+    assert symbol_batches(["a", "b", "c", "d", "e"], 2) == [["a", "b"], ["c", "d"], ["e"]]
+    assert symbol_batches(["a", "b"], 0) == [["a", "b"]]
+    assert symbol_batches([], 3) == []
 
 
 def test_history_start():

@@ -10,7 +10,8 @@ whole ``market``), ``index_daily``, ``adj_factor``, ``trade_cal``, ``stk_limit``
 prices from the dated rules, ``limit_prices`` overrides per (code, date)), ``stock_basic``
 (``list_status`` L by default, as the real API; D for ``delisted`` codes) and ``namechange``
 (the synthetic market's ST periods as name rows, each ST row sent twice as the real API
-repeats rows); row caps (daily 6000, index_daily 8000, stk_limit 5800) with ``offset``/``limit``; bad-token, permission and rate-limit messages;
+repeats rows), ``index_weight`` (monthly member snapshots: ``index_members`` per index code,
+by default the listed stocks of ``synthetic_universe(300)`` as CSI 300 ``399300.SZ``); row caps (daily 6000, index_daily 8000, stk_limit 5800) with ``offset``/``limit``; bad-token, permission and rate-limit messages;
 scripted faults (``faults``: "http500", "rate", "garbage") and an HTTP 500 every
 ``http500_every`` requests; ``unpublished`` dates that have no rows yet; ``listed`` dates
 before which a code has no rows.
@@ -35,12 +36,12 @@ import pandas as pd
 
 from kline.calendar import A_SHARE_CALENDAR, calendar_bounds, sessions_in_range
 from kline.instruments import instrument
-from kline.providers.synthetic import SyntheticProvider, synthetic_facts
+from kline.providers.synthetic import SyntheticProvider, synthetic_facts, synthetic_universe
 from kline.rules import limit_table
 
 TOKEN = "test-token-0123456789abcdef"
 ROW_CAPS = {"daily": 6000, "index_daily": 8000, "adj_factor": 6000, "trade_cal": 6000, "stk_limit": 5800,
-            "stock_basic": 6000, "namechange": 6000}
+            "stock_basic": 6000, "namechange": 6000, "index_weight": 6000}
 # a small "whole market" for trade_date= queries
 MARKET: tuple[str, ...] = tuple(
     [f"6000{i:02d}.SH" for i in range(10, 30)] + [f"0000{i:02d}.SZ" for i in range(1, 21)]
@@ -79,6 +80,7 @@ class TushareServer:
         trade_cal_through: dt.date = dt.date(2026, 12, 31),
         delisted: dict[str, dt.date] | None = None,
         limit_prices: dict[tuple[str, dt.date], tuple[float, float]] | None = None,
+        index_members: dict[str, dict[dt.date, list[str]]] | None = None,
     ):
         self.tokens = set(tokens)
         self.market = tuple(market)
@@ -93,6 +95,7 @@ class TushareServer:
         self.trade_cal_through = trade_cal_through  # the last day of the last published year
         self.delisted = dict(delisted or {})  # code -> delist date (list_status D)
         self.limit_prices = dict(limit_prices or {})  # (code, date) -> (up_limit, down_limit)
+        self.index_members = dict(index_members or {})  # index code -> {snapshot date: codes}
         self.row_caps = dict(ROW_CAPS)
         self.requests: list[dict] = []  # {"api_name", "params", "fields", "token"}
         self._stamps: deque[float] = deque()
@@ -197,6 +200,25 @@ class TushareServer:
             items.append([code, plain, ymd(start), None, ymd(start), "撤销ST" if len(st) else "新股上市"])
         return fields, items
 
+    def _snapshots(self, index: str) -> dict[dt.date, list[str]]:
+        if index not in self.index_members and index == "399300.SZ":
+            # the last session of each month; a stock joins once listed
+            days = sessions_in_range(dt.date(2005, 1, 1), self.trade_cal_through, A_SHARE_CALENDAR)
+            month_ends = [d for d, n in zip(days, days[1:] + [None], strict=True) if n is None or n.month != d.month]
+            codes = synthetic_universe(300)
+            listed = dict(zip(codes, synthetic_facts(self.synthetic.seed, codes).listings["list_date"], strict=True))
+            self.index_members[index] = {d: [c for c in codes if listed[c] <= d] for d in month_ends}
+        return self.index_members.get(index, {})
+
+    def _rows_index_weight(self, p: dict) -> tuple[list[str], list[list]]:
+        index = str(p.get("index_code") or "")
+        start, end = _d(p.get("start_date", "19900101")), _d(p.get("end_date", "20991231"))
+        items = []
+        for day, codes in sorted(self._snapshots(index).items(), reverse=True):
+            if start <= day <= end:
+                items += [[index, c, day.strftime("%Y%m%d"), round(100.0 / len(codes), 4)] for c in codes]
+        return ["index_code", "con_code", "trade_date", "weight"], items
+
     def _rows_trade_cal(self, p: dict) -> tuple[list[str], list[list]]:
         start, end = _d(p.get("start_date", "20000101")), _d(p.get("end_date", "20261231"))
         end = min(end, self.trade_cal_through)  # a year not yet published has no rows
@@ -250,6 +272,8 @@ class TushareServer:
             fields, items = self._rows_stock_basic(p)
         elif api == "namechange":
             fields, items = self._rows_namechange(p)
+        elif api == "index_weight":
+            fields, items = self._rows_index_weight(p)
         else:
             return 200, self._msg(40101, f"接口名称{api}不存在")
         want = [f.strip() for f in str(body.get("fields") or "").split(",") if f.strip()]
