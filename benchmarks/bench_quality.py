@@ -38,6 +38,10 @@ from kline.zoo import make_forecaster  # noqa: E402
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "nasdaq-composite-1999-2018.csv.gz"
 SYMBOL, CALENDAR = "IXIC", "XNYS"
 SECTION = "## Forecast quality"
+# inputs from the close alone, and the whole bar over several horizons (issue: inputs beyond the close)
+CLOSE_ONLY = {"features": ("log_return", "volatility_20")}
+MULTI_FEATURES = ("log_return", "return_5", "return_20", "hl_range", "open_gap", "log_volume_change",
+                  "volume_z_20", "amount_z_20", "volatility_20")
 
 
 def load_bars(csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,10 +54,14 @@ def load_bars(csv: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def run(csv: Path, sessions: int, retrain_every: int, models: list[str], seeds: list[int]) -> dict:
     bars, adj = load_bars(csv)
     base = Settings()
-    panel = build_features(bars, base.features, adj, calendar=CALENDAR)
+    wide = base.replace(features={"features": MULTI_FEATURES})
+    # one panel holds every variant's columns; each model reads only its own features
+    panel = build_features(bars, wide.features, adj, calendar=CALENDAR)
     test = held_out_dates(panel, sessions)
     variants = {
         "lstm (default)": lambda s: make_forecaster("lstm", base.replace(train={"seed": s})),
+        "lstm (close only)": lambda s: make_forecaster("lstm", base.replace(train={"seed": s}, features=CLOSE_ONLY)),
+        "lstm (multi-feature)": lambda s: make_forecaster("lstm", wide.replace(train={"seed": s})),
         "lstm (seed preset)": lambda s: make_forecaster("lstm", base.replace(train={"preset": "seed", "seed": s})),
         "persistence": lambda s: make_forecaster("persistence", base),
         "rolling_mean": lambda s: make_forecaster("rolling_mean", base),
@@ -61,7 +69,7 @@ def run(csv: Path, sessions: int, retrain_every: int, models: list[str], seeds: 
     }
     preds, timing, fits = [], {}, {}
     for name in models:
-        multi = name == "lstm (default)" and len(seeds) > 1  # the seed preset is run once
+        multi = name.startswith("lstm") and len(seeds) > 1
         for seed in seeds if multi else seeds[:1]:
             label = f"{name} seed {seed}" if multi else name
             t0 = time.perf_counter()
@@ -130,7 +138,7 @@ def markdown(res: dict, retrain_every: int) -> str:
     bh = s.get("buy_and_hold", {})
     lines.append(f"| buy_and_hold | | | | | | | | {pct(bh.get('cagr'))} | {num(bh.get('sharpe'), '.2f')} | | |")
     best = order[0]
-    lstm = [m for m in f if m.startswith("lstm (default)")]
+    lstm = [m for m in f if m.startswith("lstm") and "seed preset" not in m]
     verdict = [f"{res['up_share'] * 100:.1f} % of the held-out sessions closed up, so a model that "
                "is nearly always long scores about that directional accuracy without any skill."]
     for m in sorted(lstm):
@@ -148,7 +156,7 @@ def markdown(res: dict, retrain_every: int) -> str:
                        f"{ratio:.1f}x persistence's.")
     if lstm:
         verdict.append(
-            "Long/flat on the default LSTM's sign: CAGR "
+            "Long/flat on the LSTMs' signs: CAGR "
             + ", ".join(pct(s.get(m, {}).get("cagr")) for m in sorted(lstm))
             + f" vs buy-and-hold {pct(bh.get('cagr'))}; the model is long on most days, so the "
             "strategy is buy-and-hold minus the days it steps aside, minus costs.")
@@ -171,8 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     ap.add_argument("--sessions", type=int, default=1000, help="held-out sessions with an outcome")
     ap.add_argument("--retrain-every", type=int, default=60)
-    ap.add_argument("--models", default="lstm (default),lstm (seed preset),persistence,rolling_mean,ridge")
-    ap.add_argument("--seeds", default="7", help="comma-separated LSTM seeds")
+    ap.add_argument("--models", default="lstm (default),lstm (close only),lstm (multi-feature),lstm (seed preset),"
+                    "persistence,rolling_mean,ridge")
+    ap.add_argument("--seeds", default="1,2,7", help="comma-separated LSTM seeds")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args(argv)
     if not a.csv.exists():
