@@ -34,7 +34,7 @@ def test_run_and_two_overlapping_backfills_at_once(reliability_server, tmp_path)
     common = ["--lake", str(lake), "--config", str(cfg)]
     commands = {
         "run": ["run", "--date", "2023-12-29", *common],
-        "backfill-a": ["backfill", "--start", "2023-09-01", "--end", "2023-11-30", "--data-only", *common],
+        "backfill-a": ["backfill", "--start", "2023-06-01", "--end", "2023-11-30", "--data-only", *common],
         "backfill-b": ["backfill", "--start", "2023-10-09", "--end", "2023-12-29", "--data-only", *common],
     }
     procs = {name: subprocess.Popen([str(BIN / "kline"), *argv], env=env, cwd=tmp_path, text=True,
@@ -52,8 +52,9 @@ def test_run_and_two_overlapping_backfills_at_once(reliability_server, tmp_path)
     got = raw.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
     want = want[want["trade_date"] >= got["trade_date"].min()].sort_values(["symbol", "trade_date"])
     # `run` catches up from whatever the backfills logged first, so the span starts at
-    # 2022-12-29 or 2023-09-01 depending on who came first; either way it has no hole
-    assert dt.date(2022, 12, 28) <= got["trade_date"].min() <= dt.date(2023, 9, 1)
+    # 2022-12-29 or 2023-06-01 depending on who came first; either way it has no hole, and
+    # enough history for the model stages (kline.train_stage.sessions_needed)
+    assert dt.date(2022, 12, 28) <= got["trade_date"].min() <= dt.date(2023, 6, 1)
     assert len(got) == len(want) >= 160
     assert (got["close"].to_numpy() == want["close"].to_numpy()).all()
     assert set(map(tuple, curated[["symbol", "trade_date"]].to_numpy())) <= set(map(tuple, got[["symbol", "trade_date"]].to_numpy()))

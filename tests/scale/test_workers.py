@@ -138,5 +138,7 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
     history = lake.read_table(lake.paths.metrics_history()).to_pandas()
     assert sorted(pd.to_datetime(history["run_date"]).dt.date.unique()) == days
     assert not history.duplicated(["run_date", "model"]).any()
+    # promotion is on evidence: a tiny LSTM rarely earns it, so the pointer may be empty, but
+    # never names a version that is not registered
     champion = get_champion(lake, "lstm")
-    assert champion and champion["version"] in list_versions(lake, "lstm")
+    assert champion is None or champion["version"] in list_versions(lake, "lstm")
