@@ -4,12 +4,14 @@ module's own (module scope)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -43,15 +45,15 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    """A real `prefect server start` on a free loopback port with its own PREFECT_HOME:
-    ``{"url", "env", "home"}``, ``env`` pointing a child process at it."""
-    home = tmp_path_factory.mktemp("prefect-home")
+@contextlib.contextmanager
+def running_server(home: Path, extra_env: dict[str, str] | None = None, log_level: str = "WARNING",
+                   timeout: float = 120, what: str = "the Prefect server") -> Iterator[dict]:
+    """A `prefect server start` on a free loopback port with ``home`` as PREFECT_HOME, until
+    the block ends: ``{"url", "env", "home"}``, ``env`` pointing a child process at it."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
+           "PREFECT_API_URL": url, "PREFECT_LOGGING_LEVEL": log_level, **(extra_env or {})}
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -60,11 +62,19 @@ def prefect_server(tmp_path_factory):
         try:
             return httpx.get(f"{url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
-            return False
+            return proc.poll() is not None  # died: stop waiting, the assert below says why
 
     try:
-        wait_until(healthy, 120, "the Prefect server")
+        wait_until(healthy, timeout, what)
+        assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
         yield {"url": url, "env": env, "home": home}
     finally:
         stop_group(proc, signal.SIGTERM, 20)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """A real server of the test module's own (``running_server``)."""
+    with running_server(tmp_path_factory.mktemp("prefect-home")) as server:
+        yield server

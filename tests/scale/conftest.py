@@ -102,33 +102,9 @@ def postgres() -> str:
 def pg_prefect_server(postgres, tmp_path_factory):
     """``prefect server start`` on loopback with its database on ``postgres``: ``{"url",
     "env", "home"}``, ``env`` pointing a child process at it."""
-    import os
-    import signal
-    import subprocess
+    from helpers_server import running_server
 
-    import httpx
-    from helpers_server import BIN, free_port, stop_group, wait_until
-
-    home = tmp_path_factory.mktemp("prefect-home-pg")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-           "PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-    log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None  # died: stop waiting, the assert below says why
-
-    try:
-        wait_until(healthy, 180, "the Prefect server on PostgreSQL")
-        assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-        yield {"url": url, "env": env, "home": home}
-    finally:
-        stop_group(proc, signal.SIGTERM, 20)
-        log.close()
+    with running_server(tmp_path_factory.mktemp("prefect-home-pg"),
+                        {"PREFECT_SERVER_DATABASE_CONNECTION_URL": postgres}, timeout=180,
+                        what="the Prefect server on PostgreSQL") as server:
+        yield server
