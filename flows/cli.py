@@ -1,7 +1,9 @@
 """The ``kline`` command line.
 
 Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input (one plain line on
-stderr naming the problem; nothing is written to the lake). Prefect and Great Expectations
+stderr naming the problem; nothing is written to the lake), 3 a corrupt lake file (named;
+``kline repair`` rebuilds it), 4 a lake write failed on a disk fault (path and errno named;
+the previous version is intact). Prefect and Great Expectations
 are imported only by the commands that run flows, so ``--help`` and ``status`` stay fast.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_CORRUPT, EXIT_DISK = 3, 4  # kline.lake.files.CorruptFileError / LakeWriteError .exit_code
 
 
 class UsageError(Exception):
@@ -101,18 +104,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flows._common import calendar_codes
     from kline.calendar import calendar_info
     from kline.lake import Lake
+    from kline.lake.files import CorruptFileError
+    from kline.lake.integrity import scan
     from kline.status import calendar_lines, lake_status
 
     settings = _settings(args)
     lake = Lake(settings.lake)
-    rows = lake_status(lake, settings)
+    integrity = scan(lake)
+    try:
+        rows = lake_status(lake, settings)
+    except CorruptFileError as exc:  # named below with the others
+        rows, unreadable = [], str(exc)
+    else:
+        unreadable = None
     calendars = [calendar_info(c) for c in sorted(calendar_codes(settings))]
     if args.json:
-        print(json.dumps({"lake": lake.root, "symbols": rows, "calendars": calendars}, indent=2, default=str))
+        print(json.dumps({"lake": lake.root, "symbols": rows, "calendars": calendars,
+                          "integrity": integrity.to_dict()}, indent=2, default=str))
     else:
         print(f"lake: {lake.root}")
-        _print_status_table(rows)
-        print("\n".join(calendar_lines(calendars)))
+        if unreadable:
+            print(f"per-symbol table unavailable: {unreadable}")
+        else:
+            _print_status_table(rows)
+        print("\n".join(calendar_lines(calendars) + integrity.lines()))
+    return EXIT_OK if integrity.clean and unreadable is None else EXIT_CORRUPT
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from flows.repair import RepairRefused, repair
+    from kline.providers import check_provider_name
+
+    if not os.path.isdir(settings.lake) and "://" not in settings.lake:
+        raise UsageError(f"no lake at {settings.lake}")
+    try:
+        check_provider_name(settings.provider)
+        done = repair(settings)
+    except (RepairRefused, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    print("\n".join(done) if done else "nothing to repair: every Parquet file matches its recorded hash")
     return EXIT_OK
 
 
@@ -120,6 +151,11 @@ def _run_flow(fn, **params) -> tuple[int, Any]:
     state = fn(**params, return_state=True)
     if state.is_completed():
         return EXIT_OK, state.result()
+    with contextlib.suppress(Exception):  # a lake file's fault: its own line and exit code
+        exc = state.result(raise_on_failure=False)
+        if isinstance(getattr(exc, "exit_code", None), int) and getattr(exc, "path", None):
+            print(f"kline: {exc}", file=sys.stderr)
+            return exc.exit_code, None
     print(f"kline: the pipeline failed: {state.message or state.name}", file=sys.stderr)
     return EXIT_FAILED, None
 
@@ -319,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kline",
         description="Daily A-share bars into a Parquet lake, validated, modelled and reported, on Prefect.",
-        epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input.",
+        epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input, 3 a corrupt lake file "
+               "(`kline repair`), 4 a lake write failed on a disk fault.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -344,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("status", cmd_status, "what the lake holds, per symbol")
     p.add_argument("--calendar", help="exchange calendar of non-A-share symbols (e.g. XNYS)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command("repair", cmd_repair, "rebuild corrupt lake files from the source (raw: fetched again; curated: "
+                "validated again; feature caches: removed) and remove temporary files of killed writes")
+    p.add_argument("--provider", help="the provider that wrote the raw files to fetch again (default: settings)")
+    p.add_argument("--source", help="file provider: a CSV/Parquet file or a folder of them")
     p = command("models", cmd_models, "registered model versions with their spans and metrics")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("serve", cmd_serve, "serve the daily (scheduled) and backfill deployments, and the reports "
@@ -374,6 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kline: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        code = getattr(exc, "exit_code", None)
+        if not isinstance(code, int) or not getattr(exc, "path", None):
+            raise
+        print(f"kline: {exc}", file=sys.stderr)  # a corrupt lake file or a disk fault outside a flow
+        return code
 
 
 if __name__ == "__main__":

@@ -6,6 +6,21 @@ names: on local disk a write goes to a temporary name that is renamed into place
 object store the whole object is sent in one PUT, which the store makes visible whole or not
 at all (no temporary object to leave behind).
 
+Integrity: every Parquet file's sha256 is recorded beside it when written
+(``<name>.parquet.hashes``, ``LakePaths.accepted_hashes``) and checked on every read, so a
+truncated or bit-flipped file raises ``CorruptFileError`` naming it instead of being read. The
+sidecar lists the hashes a reader accepts: before the data file is replaced it accepts the old
+and the new version, after it the new one only, so a crash at any point never makes a good
+file look corrupt (on S3 too: three whole-object PUTs). A file without a sidecar (written
+before hashes were recorded) is read as before and counted "unverified" by
+``kline.lake.integrity.scan``.
+
+Disk faults: a write that fails (disk full, IO error) raises ``LakeWriteError`` naming the
+path and the errno; the previous version stays readable and no temporary file is left. A
+temporary file left by a killed writer (``<name>.tmp-<pid>-<uuid>``) is removed by the next
+write of that name once its process is gone, and by the next writer of its partition under
+the partition's lock.
+
 Locks: ``flock`` on local disk (one host); on S3 an expiring lock object written with
 conditional requests (``kline.lake.locks``), which holds across processes and machines.
 """
@@ -14,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno as errno_names
 import fcntl
 import hashlib
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -87,6 +105,77 @@ def content_hash(df: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     return hashlib.sha256(np.ascontiguousarray(h).tobytes()).hexdigest()[:16]
 
 
+class LakeFileError(Exception):
+    """A lake file that cannot be read or written; ``str()`` is one line naming ``path``, and
+    ``exit_code`` the ``kline`` exit status it ends a command with."""
+
+    path: str
+    exit_code = 1
+
+
+class CorruptFileError(LakeFileError):
+    """A Parquet file whose bytes match none of its recorded hashes, or that does not parse."""
+
+    exit_code = 3  # the CLI's
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"corrupt lake file {path}: {reason}; `kline repair` rebuilds it")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):  # picklable (Prefect persists a failed task's exception)
+        return type(self), (self.path, self.reason)
+
+
+class LakeWriteError(LakeFileError, OSError):
+    """A write that failed part-way (disk full, IO error): the previous version is intact and
+    no temporary file is left. ``errno`` is the underlying error's."""
+
+    exit_code = 4  # the CLI's
+
+    def __init__(self, path: str, code: int | None, detail: str = ""):
+        OSError.__init__(self, code, os.strerror(code) if code else detail)
+        self.path, self.detail = path, detail
+        name = errno_names.errorcode.get(code, str(code)) if code else "no errno"
+        self.message = (f"cannot write lake file {path}: {os.strerror(code) if code else detail} ({name}); "
+                        "the previous version is intact")
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):
+        return type(self), (self.path, self.errno, self.detail)
+
+
+def sha256_of(data) -> str:
+    """Hex sha256 of a bytes-like object (an Arrow buffer included, without a copy)."""
+    return hashlib.sha256(memoryview(data)).hexdigest()
+
+
+_TMP_RE = re.compile(r"\.tmp-(?:(\d+)-)?[0-9a-f]{32}$")
+LEGACY_TMP_AGE_S = 3600.0  # a temporary name without a pid (older kline) is stale after this
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def stale_tmp(name: str, mtime: float | None = None, now: float | None = None) -> bool:
+    """Whether ``name`` is a temporary file of a write that can no longer finish: its process
+    is gone (this host), or, for a name without a pid, it is older than an hour."""
+    m = _TMP_RE.search(name)
+    if not m:
+        return False
+    if m.group(1):
+        return int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1)))
+    return mtime is not None and (now if now is not None else time.time()) - mtime > LEGACY_TMP_AGE_S
+
+
 class LakeFiles:
     """Atomic file IO and locks under ``root`` (a local path or an fsspec URL)."""
 
@@ -106,41 +195,101 @@ class LakeFiles:
         p = self._strip(path)
         return os.path.exists(p) if self._local else self.fs.exists(p)
 
-    def atomic_write_bytes(self, path: str, data: bytes) -> None:
-        """Write ``data`` to ``path`` whole or not at all (see the module docstring)."""
+    def atomic_write_bytes(self, path: str, data: bytes | pa.Buffer) -> None:
+        """Write ``data`` to ``path`` whole or not at all (see the module docstring); an
+        ``OSError`` becomes ``LakeWriteError`` naming ``path``."""
         p = self._strip(path)
-        if not self._local:
-            self.fs.pipe_file(p, bytes(data))  # one PUT (multipart beyond 100 MB: also all or nothing)
-            return
-        self._atomic_local(p, lambda f: f.write(data))
+        try:
+            if not self._local:
+                self.fs.pipe_file(p, bytes(data))  # one PUT (multipart beyond 100 MB: also all or nothing)
+                return
+            self._atomic_local(p, data)
+        except LakeWriteError:
+            raise
+        except OSError as exc:
+            raise LakeWriteError(path, exc.errno, str(exc)) from exc
 
-    def _atomic_local(self, p: str, write) -> None:
-        """Write through ``write(file)`` to ``<p>.tmp-<uuid>`` then rename it into place."""
-        parent = p.rsplit("/", 1)[0]
+    def _atomic_local(self, p: str, data) -> None:
+        """Write ``data`` to ``<p>.tmp-<pid>-<uuid>`` then rename it into place; temporary
+        files of ``p`` left by dead writers go first."""
+        parent, name = p.rsplit("/", 1)
         if not os.path.isdir(parent):
             self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{p}.tmp-{uuid.uuid4().hex}"
+        else:
+            self.remove_stale_tmp(parent, name)
+        tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
         try:
             with self.fs.open(tmp, "wb") as f:
-                write(f)
+                f.write(data)
             os.replace(tmp, p)  # atomic on one filesystem
         except BaseException:
-            if os.path.exists(tmp):
+            with contextlib.suppress(OSError):  # the disk that failed the write may fail this too
                 os.remove(tmp)
             raise
+
+    def remove_stale_tmp(self, folder: str, name: str | None = None, everything: bool = False) -> list[str]:
+        """Remove the temporary files in local ``folder`` (of ``name`` only, when given) whose
+        writer is gone (``stale_tmp``), or all of them with ``everything`` (the caller holds
+        the lock every writer of the folder takes). Returns the paths removed."""
+        if not self._local:
+            return []
+        folder = self._strip(folder)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        removed = []
+        now = time.time()
+        for n in names:
+            if ".tmp-" not in n or (name is not None and not n.startswith(f"{name}.tmp-")):
+                continue
+            full = f"{folder}/{n}"
+            try:
+                if everything and _TMP_RE.search(n) or stale_tmp(n, os.path.getmtime(full), now):
+                    os.remove(full)
+                    removed.append(full)
+            except FileNotFoundError:  # its writer finished or another cleaner was first
+                pass
+        return removed
+
+    def accepted_hashes(self, path: str) -> set[str] | None:
+        """The sha256 hashes recorded for ``path``; None when none is (a file written before
+        hashes were recorded, or no file)."""
+        try:
+            text = self.fs.cat_file(self._strip(self.paths.accepted_hashes(path))).decode("ascii", "replace")
+        except FileNotFoundError:
+            return None
+        return {h for h in text.split() if len(h) == 64}
 
     def atomic_write_table(
         self, path: str, table: pa.Table, row_group_size: int | None = None, compression: str = "zstd"
     ) -> None:
-        def write(f) -> None:
-            pq.write_table(table, f, compression=compression, row_group_size=row_group_size)
-
-        if self._local:
-            self._atomic_local(self._strip(path), write)
-            return
+        """Write ``table`` as Parquet to ``path`` atomically and record its sha256 (the
+        accepted-hashes protocol of the module docstring)."""
         buf = pa.BufferOutputStream()
-        write(buf)
-        self.atomic_write_bytes(path, buf.getvalue().to_pybytes())
+        pq.write_table(table, buf, compression=compression, row_group_size=row_group_size)
+        self.publish_verified(path, buf.getvalue())
+
+    def publish_verified(self, path: str, data: bytes | pa.Buffer) -> None:
+        """Put ``data`` at ``path`` with its hash recorded: the sidecar accepts old and new
+        before the rename and the new one after, so a crash never leaves a good file unaccepted."""
+        digest = sha256_of(data)
+        sidecar = self.paths.accepted_hashes(path)
+        old = self.accepted_hashes(path)
+        before = None
+        # an existing file without hashes stays unverified until the new version is in place
+        if old is not None or not self.exists(path):
+            before = sorted((old or set()) | {digest})
+            self.atomic_write_bytes(sidecar, ("\n".join(before) + "\n").encode())
+        self.atomic_write_bytes(path, data)
+        if before != [digest]:
+            self.atomic_write_bytes(sidecar, f"{digest}\n".encode())
+
+    def remove(self, path: str) -> None:
+        """Delete a data file and its recorded hashes (either may be missing)."""
+        for p in (path, self.paths.accepted_hashes(path)):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self._strip(p))
 
     def atomic_write_text(self, path: str, text: str) -> None:
         self.atomic_write_bytes(path, text.encode("utf-8"))
@@ -152,12 +301,45 @@ class LakeFiles:
         with self.fs.open(self._strip(path), "rb") as f:
             return f.read()
 
+    def _read_buffer(self, path: str) -> pa.Buffer:
+        p = self._strip(path)
+        if self._local:
+            with pa.OSFile(p, "rb") as f:
+                return f.read_buffer()
+        return pa.py_buffer(self.fs.cat_file(p))
+
+    def read_verified(self, path: str) -> tuple[pa.Buffer, bool]:
+        """The bytes of ``path`` and whether a recorded hash vouched for them (False: none
+        recorded). Raises ``CorruptFileError`` when they match none of the recorded hashes."""
+        last = None
+        for _ in range(3):  # a mismatch may be a writer's rename between our two reads
+            accepted = self.accepted_hashes(path)
+            data = self._read_buffer(path)
+            if accepted is None:
+                return data, False
+            digest = sha256_of(data)
+            if digest in accepted:
+                return data, True
+            if last == (accepted, digest):
+                break
+            last = (accepted, digest)
+        raise CorruptFileError(path, f"its {data.size} bytes (sha256 {digest[:12]}) match no hash recorded "
+                                     "when it was written (truncated or altered at rest)")
+
     def read_table(self, path: str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
-        # a path, not a Python file object: Arrow reads local files natively, so none of its
-        # IO threads holds a Python object that it could release during interpreter exit
-        # (which aborted processes: "terminate called without an active exception")
-        return pq.read_table(self._strip(path), filesystem=self.fs, columns=list(columns) if columns else None,
-                             filters=filters)
+        """Read Parquet at ``path`` after checking its bytes against the recorded hash
+        (``CorruptFileError`` naming the path when they differ or, unrecorded, do not parse)."""
+        # an Arrow buffer, not a Python file object: none of Arrow's IO threads holds a Python
+        # object that it could release during interpreter exit (which aborted processes:
+        # "terminate called without an active exception")
+        data, verified = self.read_verified(path)
+        try:
+            return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None,
+                                 filters=filters)
+        except (pa.ArrowException, OSError) as exc:
+            if verified:  # the bytes are the ones written: a caller's error, not corruption
+                raise
+            raise CorruptFileError(path, f"not a readable Parquet file ({str(exc).splitlines()[0]})") from None
 
     def listdir(self, path: str) -> list[str]:
         """Base names under ``path``; empty when it does not exist."""
@@ -212,9 +394,16 @@ class LakeFiles:
         itself (a new day costs no extra lock file); on S3 a lock object under ``_state/locks``."""
         folder = self._strip(path).rsplit("/", 1)[0]
         if self._local:
-            return self._flock(folder, folder=True)
+            return self._locked_partition(folder)
         rel = folder[len(self._strip(self.root)):].strip("/")
         return self._object_lock(self.paths.partition_lock(rel))
+
+    @contextlib.contextmanager
+    def _locked_partition(self, folder: str) -> Iterator[None]:
+        with self._flock(folder, folder=True):
+            # every writer of the folder holds this lock: any temporary file in it is a dead one's
+            self.remove_stale_tmp(folder, everything=True)
+            yield
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Exclusive lock named ``key`` (``_state/locks``): across processes on one host for a

@@ -14,6 +14,9 @@ Layout (relative to the root)::
     models/<name>/<version>/  models/<name>/champion.json
     backtests/<run>/  reports/<run_date>/
     _state/ingest_log/as_of=YYYY-MM.jsonl  _state/locks/  _state/prefect-results/
+
+Every Parquet file ``<name>.parquet`` has ``<name>.parquet.hashes`` beside it
+(``kline.lake.files``: the hashes a reader accepts).
 """
 
 from __future__ import annotations
@@ -178,6 +181,11 @@ class LakePaths:
         """The lock object of a partition folder (relative to the root) on an object store:
         ``raw/bars/trade_date=2024-01-02`` -> ``_state/locks/part.raw.bars.trade_date-2024-01-02.lock``."""
         return self.lock("part." + folder.strip("/").replace("/", ".").replace("=", "-"))
+
+    @staticmethod
+    def accepted_hashes(path: str) -> str:
+        """Beside a Parquet file: the sha256 of each version of it a reader may accept."""
+        return f"{path}.hashes"
 
     def prefect_results(self) -> str:
         return self._join("_state", "prefect-results")
