@@ -3,7 +3,8 @@
 - raw day files (``raw/bars``, ``raw/adj_factor``, ``raw/stk_limit``) and the instrument-fact
   tables (``reference/``): fetched again from the provider that wrote them, over the
   affected dates, for the symbols the ingestion log says were fetched there;
-- curated year partitions: rebuilt from raw by validating the year again (quarantine too);
+- curated year partitions: rebuilt from raw by validating the year again (quarantine too),
+  and so is a curated year missing beside raw bars (a repair interrupted after removing it);
 - quarantine day files: validated again over that day;
 - derived caches (``features/``, the cached vendor calendar ``_state/calendar``): removed,
   with the Prefect task results that point at them, so the next run recomputes them;
@@ -46,7 +47,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not (self.corrupt or self.stale_tmp)
+        return not (self.corrupt or self.stale_tmp or self.curated_years)
 
 
 def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
@@ -76,6 +77,9 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
         else:
             raise RepairRefused(f"{path} is a run's output ({'/'.join(rel[:1])}), not rebuilt by `kline repair`: "
                                 "delete it and run the pipeline for its date again")
+    # a curated year missing beside raw bars (a repair interrupted after removing it) is rebuilt too
+    raw_years = {d.year for d in lake.raw_dates()}
+    out.curated_years |= raw_years - set(lake.curated_years())
     return out
 
 
@@ -117,11 +121,11 @@ def repair(settings: Settings, provider=None) -> list[str]:
 
     lake = Lake(settings.lake)
     report = scan(lake)
-    if provider is None and (report.corrupt and any(p for p in report.corrupt if "/raw/" in p or "/reference/" in p)):
+    todo = plan(lake, report, provider.name if provider is not None else settings.provider)
+    if provider is None and (todo.raw_days or todo.reference):
         from tasks.secrets import prefect_secret_loader
 
         provider = make_provider(settings, token_loader=prefect_secret_loader)
-    todo = plan(lake, report, provider.name if provider is not None else settings.provider)
     done = []
     for p in todo.stale_tmp:
         lake.fs.rm(p)
@@ -172,7 +176,7 @@ def _revalidate(lake: Lake, settings: Settings, start: dt.date, end: dt.date) ->
     """Validate the raw bars of ``[start, end]`` again, per source, into curated and quarantine."""
     from kline.validation import validate_chunk
 
-    bars = lake.read_raw_bars(start, end, columns=["symbol", "source"])
+    bars = lake.read_raw_bars(start, end, columns=["symbol", "trade_date", "source"])
     rows = 0
     for source, g in bars.groupby("source", sort=True):
         symbols = sorted(g["symbol"].dropna().astype(str).unique())
