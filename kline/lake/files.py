@@ -176,6 +176,22 @@ def stale_tmp(name: str, mtime: float | None = None, now: float | None = None) -
     return mtime is not None and (now if now is not None else time.time()) - mtime > LEGACY_TMP_AGE_S
 
 
+# Local files this process has hashed whole and found as recorded, by path: (inode, size,
+# mtime, ctime) then. A later read of the same unchanged file skips the hash, so a pushdown
+# read of one symbol does not read a whole year file every time; any rewrite, truncation or
+# write through the file system changes the key. (Damage that bypasses the file system, a
+# disk's own bit rot, is caught by the next process, or by ``kline status``.)
+_verified_here: dict[str, tuple[int, int, int, int]] = {}
+
+
+def _stat_key(p: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 class LakeFiles:
     """Atomic file IO and locks under ``root`` (a local path or an fsspec URL)."""
 
@@ -332,10 +348,17 @@ class LakeFiles:
         # an Arrow buffer, not a Python file object: none of Arrow's IO threads holds a Python
         # object that it could release during interpreter exit (which aborted processes:
         # "terminate called without an active exception")
+        columns = list(columns) if columns else None
+        p = self._strip(path)
+        key = _stat_key(p) if self._local else None
+        if key is not None and _verified_here.get(p) == key:
+            # checked whole by this process and unchanged since: Arrow reads only what it needs
+            return pq.read_table(p, filesystem=self.fs, columns=columns, filters=filters)
         data, verified = self.read_verified(path)
+        if verified and key is not None and _stat_key(p) == key:
+            _verified_here[p] = key
         try:
-            return pq.read_table(pa.BufferReader(data), columns=list(columns) if columns else None,
-                                 filters=filters)
+            return pq.read_table(pa.BufferReader(data), columns=columns, filters=filters)
         except (pa.ArrowException, OSError) as exc:
             if verified:  # the bytes are the ones written: a caller's error, not corruption
                 raise

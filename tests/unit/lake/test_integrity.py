@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 
 import pyarrow as pa
 import pytest
@@ -180,3 +181,19 @@ def test_the_writer_of_a_partition_removes_every_temporary_file_under_its_lock(l
     with lake.lock_partition(day):
         pass
     assert not os.path.exists(legacy)
+
+
+def test_a_file_damaged_after_this_process_checked_it_is_still_caught(lake):
+    """Later reads of a file this process verified skip the hash only while it is unchanged."""
+    path = _path(lake)
+    lake.atomic_write_table(path, _table())
+    time.sleep(0.05)  # the damage's mtime must differ from the write's (coarse file-system clocks)
+    assert lake.read_table(path, columns=["close"], filters=[("symbol", "=", "000001.SH")]).num_rows == 1
+    assert lake.read_table(path).equals(_table())  # the second read: from the cache of checked files
+    with open(path, "r+b") as f:  # same size, same inode: one bit
+        f.seek(os.path.getsize(path) // 3)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0x01]))
+    with pytest.raises(CorruptFileError):
+        lake.read_table(path, columns=["close"], filters=[("symbol", "=", "000001.SH")])
