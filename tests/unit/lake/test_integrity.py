@@ -197,3 +197,43 @@ def test_a_file_damaged_after_this_process_checked_it_is_still_caught(lake):
         f.write(bytes([b[0] ^ 0x01]))
     with pytest.raises(CorruptFileError):
         lake.read_table(path, columns=["close"], filters=[("symbol", "=", "000001.SH")])
+
+
+@pytest.fixture(scope="module")
+def s3_lake_root():
+    """A fresh prefix in a bucket of moto's S3 server on loopback, and the storage reaching it."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from kline.config import StorageConfig
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    storage = StorageConfig(endpoint_url=f"http://{host}:{port}", region="us-east-1", access_key_id="testing",
+                            secret_access_key="testing")
+    boto3.client("s3", endpoint_url=storage.endpoint_url, aws_access_key_id="testing",
+                 aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket="lake")
+    yield "s3://lake/integrity", storage
+    server.stop()
+
+
+def test_on_s3_the_hash_is_recorded_checked_and_a_damaged_object_is_named(s3_lake_root):
+    root, storage = s3_lake_root
+    lake = Lake(root, storage=storage)
+    path = _path(lake)
+    lake.atomic_write_table(path, _table())
+    lake.atomic_write_table(path, _table(v=2.0))
+    assert lake.read_table(path).equals(_table(v=2.0))
+    key = lake.fs._strip_protocol(path)
+    assert lake.accepted_hashes(path) == {sha256_of(lake.fs.cat_file(key))}
+    data = bytearray(lake.fs.cat_file(key))
+    data[len(data) // 3] ^= 0x01
+    lake.fs.pipe_file(key, bytes(data))
+    with pytest.raises(CorruptFileError) as err:
+        lake.read_table(path)
+    assert err.value.path == path
+    assert list(scan(lake).corrupt) == [key]
