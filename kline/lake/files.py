@@ -328,7 +328,9 @@ class LakeFiles:
         """The bytes of ``path`` and whether a recorded hash vouched for them (False: none
         recorded). Raises ``CorruptFileError`` when they match none of the recorded hashes."""
         last = None
-        for _ in range(3):  # a mismatch may be a writer's rename between our two reads
+        for attempt in range(3):  # a mismatch may be a writer's rename between our two reads
+            if attempt:
+                time.sleep(0.05 * attempt)  # let that writer record its hash
             accepted = self.accepted_hashes(path)
             data = self._read_buffer(path)
             if accepted is None:
