@@ -140,8 +140,11 @@ def cmd_repair(args: argparse.Namespace) -> int:
         raise UsageError(f"no lake at {settings.lake}")
     try:
         check_provider_name(settings.provider)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
         done = repair(settings)
-    except (RepairRefused, ValueError) as exc:
+    except RepairRefused as exc:  # refused while planning: nothing changed
         raise UsageError(str(exc)) from None
     print("\n".join(done) if done else "nothing to repair: every Parquet file matches its recorded hash")
     return EXIT_OK

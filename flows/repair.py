@@ -80,6 +80,14 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
     # a curated year missing beside raw bars (a repair interrupted after removing it) is rebuilt too
     raw_years = {d.year for d in lake.raw_dates()}
     out.curated_years |= raw_years - set(lake.curated_years())
+    for source, days in out.raw_days.items():
+        for day in days:
+            if not _logged_symbols(lake, source, day):
+                raise RepairRefused(f"the ingestion log names no symbol fetched from {source} on {day}: "
+                                    f"run `kline backfill --refresh` over {day}")
+    for source in out.reference:
+        if not _logged_symbols(lake, source):
+            raise RepairRefused(f"the ingestion log names no fetch from {source}: run `kline backfill --refresh`")
     return out
 
 
@@ -123,9 +131,13 @@ def repair(settings: Settings, provider=None) -> list[str]:
     report = scan(lake)
     todo = plan(lake, report, provider.name if provider is not None else settings.provider)
     if provider is None and (todo.raw_days or todo.reference):
+        from kline.providers import FatalProviderError, ProviderConfigError
         from tasks.secrets import prefect_secret_loader
 
-        provider = make_provider(settings, token_loader=prefect_secret_loader)
+        try:  # still before any change
+            provider = make_provider(settings, token_loader=prefect_secret_loader)
+        except (ProviderConfigError, FatalProviderError) as exc:
+            raise RepairRefused(str(exc)) from None
     done = []
     for p in todo.stale_tmp:
         lake.fs.rm(p)
@@ -133,9 +145,6 @@ def repair(settings: Settings, provider=None) -> list[str]:
     for source, days in sorted(todo.raw_days.items()):
         for day in sorted(days):
             symbols = _logged_symbols(lake, source, day)
-            if not symbols:
-                raise RepairRefused(f"the ingestion log names no symbol fetched from {source} on {day}: "
-                                    f"run `kline backfill --refresh` over {day}")
             for kind in ("bars", "adj_factor", "stk_limit"):
                 path = getattr(lake.paths, f"raw_{kind}")(day, source)
                 if path in report.corrupt or lake.fs._strip_protocol(path) in report.corrupt:
@@ -144,8 +153,6 @@ def repair(settings: Settings, provider=None) -> list[str]:
             done.append(f"fetched {day} again from {source}: {ref.get('rows', 0)} rows, {len(symbols)} symbols")
     for source, tables in sorted(todo.reference.items()):
         entries = [e for e in lake.read_ingest_log() if e.get("source") == source]
-        if not entries:
-            raise RepairRefused(f"the ingestion log names no fetch from {source}: run `kline backfill --refresh`")
         for table in sorted(tables):
             lake.remove(lake.paths.reference(table, source))
         last = entries[-1]
