@@ -56,7 +56,7 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
     root = lake.fs._strip_protocol(lake.root).rstrip("/")
     out = Plan(stale_tmp=list(report.stale_tmp), corrupt=sorted(report.corrupt))
     for path in out.corrupt:
-        rel = path[len(root):].strip("/").split("/")
+        rel = lake.fs._strip_protocol(path)[len(root):].strip("/").split("/")
         stem = rel[-1].removesuffix(".parquet")
         if rel[0] == "raw" and len(rel) == 4 and rel[2].startswith("trade_date="):
             if stem != provider_name:
@@ -140,14 +140,14 @@ def repair(settings: Settings, provider=None) -> list[str]:
             raise RepairRefused(str(exc)) from None
     done = []
     for p in todo.stale_tmp:
-        lake.fs.rm(p)
+        lake.fs.rm(lake.fs._strip_protocol(p))
         done.append(f"removed temporary file {p}")
     for source, days in sorted(todo.raw_days.items()):
         for day in sorted(days):
             symbols = _logged_symbols(lake, source, day)
             for kind in ("bars", "adj_factor", "stk_limit"):
                 path = getattr(lake.paths, f"raw_{kind}")(day, source)
-                if path in report.corrupt or lake.fs._strip_protocol(path) in report.corrupt:
+                if path in report.corrupt:
                     lake.remove(path)
             ref = ingest_range(provider, lake, symbols, day, day)
             done.append(f"fetched {day} again from {source}: {ref.get('rows', 0)} rows, {len(symbols)} symbols")

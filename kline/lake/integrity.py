@@ -57,19 +57,22 @@ def _check(files: LakeFiles, path: str) -> tuple[str, str | None, bool]:
 
 def scan(lake: LakeFiles, threads: int = 4) -> IntegrityReport:
     """Check every Parquet file of ``lake`` against its recorded hashes (files without one
-    are parsed instead and counted unverified) and list stale temporary files. Reads every
+    are parsed instead and counted unverified) and list stale temporary files; paths as the
+    lake names them (local paths, ``s3://`` URLs). Reads every
     byte of every Parquet file: hashing runs on ``threads`` threads (hashlib frees the GIL)."""
     root = lake.fs._strip_protocol(lake.root)
     found = lake.fs.find(root) if lake.fs.exists(root) else []
+    scheme = "" if lake._local else lake.root.split("://", 1)[0] + "://"  # report s3:// URLs as such
     report = IntegrityReport()
     parquet = []
-    for p in found:
-        rel = p[len(root):].lstrip("/")
+    for key in found:
+        p = scheme + key
+        rel = key[len(root):].lstrip("/")
         if rel.startswith(_SKIP):
             continue
         name = rel.rsplit("/", 1)[-1]
         if ".tmp-" in name:
-            mtime = lake.fs.modified(p).timestamp() if lake._local else None
+            mtime = lake.fs.modified(key).timestamp() if lake._local else None
             if stale_tmp(name, mtime):
                 report.stale_tmp.append(p)
         elif name.endswith(".parquet"):

@@ -236,7 +236,7 @@ def test_on_s3_the_hash_is_recorded_checked_and_a_damaged_object_is_named(s3_lak
     with pytest.raises(CorruptFileError) as err:
         lake.read_table(path)
     assert err.value.path == path
-    assert list(scan(lake).corrupt) == [key]
+    assert list(scan(lake).corrupt) == [path]  # named as the lake names it: an s3:// URL
 
 
 def test_a_reader_racing_a_writer_never_sees_a_good_file_as_corrupt(lake, monkeypatch):
