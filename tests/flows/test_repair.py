@@ -1,0 +1,69 @@
+"""flows.repair.plan: which corrupt files ``kline repair`` rebuilds and how, and which it
+refuses before anything changes."""
+
+import datetime as dt
+
+import pytest
+
+from flows.repair import RepairRefused, forget_cached_results, plan
+from kline.ingestion import ingest_range
+from kline.lake.integrity import IntegrityReport
+from kline.providers.synthetic import SyntheticProvider
+
+
+@pytest.fixture
+def ingested(lake):
+    ingest_range(SyntheticProvider(), lake, ["600519.SH"], dt.date(2024, 1, 2), dt.date(2024, 1, 5))
+    return lake
+
+
+def _report(*paths: str) -> IntegrityReport:
+    return IntegrityReport(corrupt={p: "damaged" for p in paths})
+
+
+def test_each_layer_is_rebuilt_its_own_way(ingested):
+    lake = ingested
+    raw = lake.paths.raw_bars(dt.date(2024, 1, 3), "synthetic")
+    curated = lake.paths.curated_bars(2024)
+    quarantine = lake.paths.quarantine_bars(dt.date(2024, 1, 4), "run-1")
+    panel = f"{lake.paths.features_dir('abc123')}/panel.parquet"
+    cal = lake.paths.trade_cal("tushare", 2024)
+    todo = plan(lake, _report(raw, curated, quarantine, panel, cal), "synthetic")
+    assert todo.raw_days == {"synthetic": {dt.date(2024, 1, 3)}}
+    assert todo.curated_years == {2024}
+    assert todo.quarantine_days == {dt.date(2024, 1, 4)}
+    assert sorted(todo.remove) == sorted([panel, cal])
+
+
+def test_a_curated_year_missing_beside_raw_bars_is_rebuilt(ingested):
+    assert plan(ingested, IntegrityReport(), "synthetic").curated_years == {2024}  # never validated yet
+
+
+@pytest.mark.parametrize("what, message", [
+    ("raw-of-another-provider", "run `kline repair --provider synthetic`"),
+    ("raw-day-never-logged", "the ingestion log names no symbol"),
+    ("backtest", "not rebuilt by `kline repair`"),
+])
+def test_what_cannot_be_rebuilt_is_refused_by_the_plan(ingested, what, message):
+    lake = ingested
+    path = {"raw-of-another-provider": lake.paths.raw_bars(dt.date(2024, 1, 3), "synthetic"),
+            "raw-day-never-logged": lake.paths.raw_bars(dt.date(2023, 6, 1), "synthetic"),
+            "backtest": f"{lake.paths.backtest_dir('2024-01-05-abc')}/predictions.parquet"}[what]
+    with pytest.raises(RepairRefused, match=message.replace("`", ".").replace("(", ".")):
+        plan(lake, _report(path), "tushare" if what == "raw-of-another-provider" else "synthetic")
+
+
+def test_cached_task_results_naming_a_removed_file_are_forgotten(lake):
+    import base64
+    import json
+    import os
+    import pickle
+
+    folder = lake.paths.prefect_results()
+    os.makedirs(folder)
+    panel = f"{lake.paths.features_dir('abc123')}/panel.parquet"
+    for name, value in (("a", {"path": panel, "rows": 3}), ("b", {"path": "elsewhere"})):
+        with open(f"{folder}/{name}", "w") as f:
+            json.dump({"metadata": {}, "result": base64.b64encode(pickle.dumps(value)).decode()}, f)
+    assert forget_cached_results(lake, [panel]) == 1
+    assert sorted(os.listdir(folder)) == ["b"]
