@@ -3,7 +3,7 @@ with one line naming the path and the error, exit 4.
 
 ``kline backfill --data-only`` runs in a child process through ``kline_diskfault.py``, which
 makes the write of one chosen file put half of its bytes on disk and then fail with the
-chosen errno. The lake already holds a smaller backfill; after the failed run the file that
+chosen errno. The lake already holds a smaller backfill (a copy of one built once); after the failed run the file that
 was being replaced is byte for byte as it was, still verifies against its recorded hash, no
 temporary file is left anywhere in the lake, and a plain re-run completes."""
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,15 +41,26 @@ def _argv(lake: Path, cfg: Path, end: str = "2023-10-31", *extra: str) -> list[s
             "--lake", str(lake), "--config", str(cfg), "--data-only", *extra]
 
 
+@pytest.fixture(scope="module")
+def backfilled(reliability_server, tmp_path_factory) -> Path:
+    """A lake holding a clean data backfill, 2023-09-01..2023-10-31 (each case copies it)."""
+    d = tmp_path_factory.mktemp("disk-faults")
+    cfg = d / "kline.toml"
+    cfg.write_text(fast_config(SYMBOLS))
+    first = _run(_argv(d / "lake", cfg), kline_env(reliability_server["env"], d / "home"), d)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return d / "lake"
+
+
 @pytest.mark.parametrize("code, target, end, extra", [pytest.param(*c[1:], id=c[0]) for c in CASES])
 def test_a_write_failing_part_way_keeps_the_previous_file_and_fails_in_one_line(code, target, end, extra,
-                                                                                reliability_server, tmp_path):
+                                                                                backfilled, reliability_server,
+                                                                                tmp_path):
     cfg = tmp_path / "kline.toml"
     cfg.write_text(fast_config(SYMBOLS))
     env = kline_env(reliability_server["env"], tmp_path / "home")
     lake = tmp_path / "lake"
-    first = _run(_argv(lake, cfg), env, tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copytree(backfilled, lake)
     path = lake / target
     before = path.read_bytes()
 
