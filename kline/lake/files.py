@@ -214,24 +214,27 @@ class LakeFiles:
     def atomic_write_bytes(self, path: str, data: bytes | pa.Buffer) -> None:
         """Write ``data`` to ``path`` whole or not at all (see the module docstring); an
         ``OSError`` becomes ``LakeWriteError`` naming ``path``."""
+        self._put(path, data)
+
+    def _put(self, path: str, data: bytes | pa.Buffer, clean: bool = True) -> None:
         p = self._strip(path)
         try:
             if not self._local:
                 self.fs.pipe_file(p, bytes(data))  # one PUT (multipart beyond 100 MB: also all or nothing)
                 return
-            self._atomic_local(p, data)
+            self._atomic_local(p, data, clean)
         except LakeWriteError:
             raise
         except OSError as exc:
             raise LakeWriteError(path, exc.errno, str(exc)) from exc
 
-    def _atomic_local(self, p: str, data) -> None:
-        """Write ``data`` to ``<p>.tmp-<pid>-<uuid>`` then rename it into place; temporary
-        files of ``p`` left by dead writers go first."""
+    def _atomic_local(self, p: str, data, clean: bool = True) -> None:
+        """Write ``data`` to ``<p>.tmp-<pid>-<uuid>`` then rename it into place; with ``clean``,
+        temporary files of ``p`` (and of its sidecars) left by dead writers go first."""
         parent, name = p.rsplit("/", 1)
         if not os.path.isdir(parent):
             self.fs.makedirs(parent, exist_ok=True)
-        else:
+        elif clean:
             self.remove_stale_tmp(parent, name)
         tmp = f"{p}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
         try:
@@ -244,9 +247,9 @@ class LakeFiles:
             raise
 
     def remove_stale_tmp(self, folder: str, name: str | None = None, everything: bool = False) -> list[str]:
-        """Remove the temporary files in local ``folder`` (of ``name`` only, when given) whose
-        writer is gone (``stale_tmp``), or all of them with ``everything`` (the caller holds
-        the lock every writer of the folder takes). Returns the paths removed."""
+        """Remove the temporary files in local ``folder`` (of ``name`` and its sidecars only,
+        when given) whose writer is gone (``stale_tmp``), or all of them with ``everything``
+        (the caller holds the lock every writer of the folder takes). Returns the paths removed."""
         if not self._local:
             return []
         folder = self._strip(folder)
@@ -257,7 +260,7 @@ class LakeFiles:
         removed = []
         now = time.time()
         for n in names:
-            if ".tmp-" not in n or (name is not None and not n.startswith(f"{name}.tmp-")):
+            if ".tmp-" not in n or (name is not None and not n.startswith(f"{name}.")):
                 continue
             full = f"{folder}/{n}"
             try:
@@ -296,10 +299,10 @@ class LakeFiles:
         # an existing file without hashes stays unverified until the new version is in place
         if old is not None or not self.exists(path):
             before = sorted((old or set()) | {digest})
-            self.atomic_write_bytes(sidecar, ("\n".join(before) + "\n").encode())
-        self.atomic_write_bytes(path, data)
+            self._put(sidecar, ("\n".join(before) + "\n").encode(), clean=False)
+        self._put(path, data)  # also removes dead writers' temporary files of the sidecar
         if before != [digest]:
-            self.atomic_write_bytes(sidecar, f"{digest}\n".encode())
+            self._put(sidecar, f"{digest}\n".encode(), clean=False)
 
     def remove(self, path: str) -> None:
         """Delete a data file and its recorded hashes (either may be missing)."""
