@@ -67,3 +67,23 @@ def test_cached_task_results_naming_a_removed_file_are_forgotten(lake):
             json.dump({"metadata": {}, "result": base64.b64encode(pickle.dumps(value)).decode()}, f)
     assert forget_cached_results(lake, [panel]) == 1
     assert sorted(os.listdir(folder)) == ["b"]
+
+
+def test_a_lake_written_before_hashes_is_read_and_reported_unverified_not_corrupt(ingested, capsys):
+    import glob
+    import os
+
+    from flows.cli import main
+
+    for p in glob.glob(f"{ingested.root}/**/*.hashes", recursive=True):
+        os.remove(p)  # as a lake written before hashes were recorded
+    parquet = glob.glob(f"{ingested.root}/**/*.parquet", recursive=True)
+    assert main(["status", "--lake", ingested.root]) == 0
+    out = capsys.readouterr().out
+    assert "600519.SH" in out  # the per-symbol table, read as before
+    assert f"0 Parquet files verified, {len(parquet)} unverified" in out and ", 0 corrupt," in out
+    assert main(["repair", "--lake", ingested.root]) == 0  # nothing corrupt: it validates the year
+    assert "curated year 2024 rebuilt" in capsys.readouterr().out
+    assert main(["repair", "--lake", ingested.root]) == 0
+    assert "nothing to repair" in capsys.readouterr().out
+    assert main(["status", "--lake", ingested.root]) == 0
