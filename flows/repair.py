@@ -42,6 +42,8 @@ class Plan:
     curated_years: set[int] = field(default_factory=set)
     quarantine_days: set[dt.date] = field(default_factory=set)
     remove: list[str] = field(default_factory=list)
+    refetched: list[str] = field(default_factory=list)  # raw and reference files fetched again
+    revalidated: list[str] = field(default_factory=list)  # quarantine files validated again
     corrupt: list[str] = field(default_factory=list)
     stale_tmp: list[str] = field(default_factory=list)
 
@@ -63,15 +65,18 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
                 raise RepairRefused(f"{path} was fetched from {stem!r}, not from the provider {provider_name!r}: "
                                     f"run `kline repair --provider {stem}`")
             out.raw_days.setdefault(stem, set()).add(dt.date.fromisoformat(rel[2][len("trade_date="):]))
+            out.refetched.append(path)
         elif rel[0] == "reference" and len(rel) == 3:
             if stem != provider_name:
                 raise RepairRefused(f"{path} was fetched from {stem!r}, not from the provider {provider_name!r}: "
                                     f"run `kline repair --provider {stem}`")
             out.reference.setdefault(stem, set()).add(rel[1])
+            out.refetched.append(path)
         elif rel[:2] == ["curated", "bars"] and len(rel) == 4 and rel[2].startswith("year="):
             out.curated_years.add(int(rel[2][len("year="):]))
         elif rel[:2] == ["quarantine", "bars"] and len(rel) == 4 and rel[2].startswith("trade_date="):
             out.quarantine_days.add(dt.date.fromisoformat(rel[2][len("trade_date="):]))
+            out.revalidated.append(path)
         elif rel[0] == "features" or rel[:2] == ["_state", "calendar"]:
             out.remove.append(path)
         else:
@@ -142,26 +147,20 @@ def repair(settings: Settings, provider=None) -> list[str]:
     for p in todo.stale_tmp:
         lake.fs.rm(lake.fs._strip_protocol(p))
         done.append(f"removed temporary file {p}")
-    for source, days in sorted(todo.raw_days.items()):
-        for day in sorted(days):
-            symbols = _logged_symbols(lake, source, day)
-            for kind in ("bars", "adj_factor", "stk_limit"):
-                path = getattr(lake.paths, f"raw_{kind}")(day, source)
-                if path in report.corrupt:
-                    lake.remove(path)
-            ref = ingest_range(provider, lake, symbols, day, day)
-            done.append(f"fetched {day} again from {source}: {ref.get('rows', 0)} rows, {len(symbols)} symbols")
-    for source, tables in sorted(todo.reference.items()):
-        entries = [e for e in lake.read_ingest_log() if e.get("source") == source]
-        for table in sorted(tables):
-            lake.remove(lake.paths.reference(table, source))
-        last = entries[-1]
+    for p in todo.refetched:  # every fetch merges into what is stored: no damaged file may be left to read
+        lake.remove(p)
+    for source, tables in sorted(todo.reference.items()):  # all symbols: before the days, which fetch a few
+        last = [e for e in lake.read_ingest_log() if e.get("source") == source][-1]
         ingest_range(provider, lake, _logged_symbols(lake, source), dt.date.fromisoformat(last["start"]),
                      dt.date.fromisoformat(last["end"]))
         done.append(f"fetched {', '.join(sorted(tables))} again from {source}")
-    for p in todo.corrupt:  # before any validation, which reads the quarantine it replaces
-        if "/quarantine/bars/" in p:
-            lake.remove(p)
+    for source, days in sorted(todo.raw_days.items()):
+        for day in sorted(days):
+            symbols = _logged_symbols(lake, source, day)
+            ref = ingest_range(provider, lake, symbols, day, day)
+            done.append(f"fetched {day} again from {source}: {ref.get('rows', 0)} rows, {len(symbols)} symbols")
+    for p in todo.revalidated:  # before any validation, which reads the quarantine it replaces
+        lake.remove(p)
     spans = [(dt.date(y, 1, 1), dt.date(y, 12, 31), y) for y in sorted(todo.curated_years)]
     spans += [(d, d, None) for d in sorted(todo.quarantine_days)]
     for start, end, year in spans:

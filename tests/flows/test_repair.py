@@ -87,3 +87,24 @@ def test_a_lake_written_before_hashes_is_read_and_reported_unverified_not_corrup
     assert main(["repair", "--lake", ingested.root]) == 0
     assert "nothing to repair" in capsys.readouterr().out
     assert main(["status", "--lake", ingested.root]) == 0
+
+
+def test_repair_fetches_a_damaged_reference_table_and_raw_day_again(ingested):
+    from flows.repair import repair
+    from kline.config import Settings
+    from kline.lake.integrity import scan
+
+    lake = ingested
+    listings = lake.paths.reference("listings", "synthetic")
+    raw = lake.paths.raw_bars(dt.date(2024, 1, 3), "synthetic")
+    want = {p: lake.read_table(p) for p in (listings, raw)}
+    for p in (listings, raw):
+        with open(p, "r+b") as f:
+            f.truncate(100)
+    assert sorted(scan(lake).corrupt) == sorted([listings, raw])
+    done = repair(Settings().replace(lake=lake.root, symbols=["600519.SH"]))
+    assert any("fetched listings again" in d for d in done) and any("fetched 2024-01-03 again" in d for d in done)
+    assert scan(lake).clean
+    for p, table in want.items():
+        assert lake.read_table(p).drop_columns([c for c in table.column_names if c == "ingested_at"]).equals(
+            table.drop_columns([c for c in table.column_names if c == "ingested_at"]))
