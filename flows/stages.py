@@ -161,8 +161,8 @@ def feature_panel(settings: Settings, run_date: dt.date, symbols: list[str], ups
              runner: TaskRunner | None = None) -> dict:
     """The feature panel of ``symbols`` as of ``run_date``: one cached task run per symbol
     batch (``tasks.features.feature_batches``) on ``runner`` (without one, a runner of the
-    run's settings is started when there is more than one batch), then one that concatenates
-    them. The panel is the same whatever the batches and the runner."""
+    run's settings is started when there is more than one batch), then, for several batches,
+    one that concatenates them. The panel is the same whatever the batches and the runner."""
     lake = Lake(settings.lake)
     sub = stage_settings(settings, "features")
     day = run_date.isoformat()
@@ -176,6 +176,8 @@ def feature_panel(settings: Settings, run_date: dt.date, symbols: list[str], ups
             parts = fan_out(started, task, calls)
     else:
         parts = _run(task, calls, runner)
+    if len(parts) == 1:  # the whole universe in one batch: its panel is the panel
+        return parts[0]
     return bind(combine_features_task, lake.root, refresh)(lake.root, sub, day, parts)
 
 
