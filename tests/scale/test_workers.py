@@ -106,7 +106,9 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
     workers = start_workers(env, home, 2)
     try:
         with temporary_settings(updates={PREFECT_API_URL: pg_prefect_server["url"]}):
-            daily_flow.from_source(source=str(REPO), entrypoint="flows/daily.py:daily_flow").deploy(
+            # the entrypoint of prefect.yaml: the flow object of the importable flows.daily module,
+            # which the Dask workers can unpickle (a flow loaded from flows/daily.py as a script cannot)
+            daily_flow.from_source(source=str(REPO), entrypoint="flows/deployments.py:daily").deploy(
                 name="replay", work_pool_name=POOL, parameters={"lake": lake_root, "config_file": str(cfg)},
                 print_next_steps=False)
             t0 = time.perf_counter()
@@ -138,13 +140,17 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
     assert len(executed) == 2 and all(executed.values()), executed
     assert sum(executed.values()) >= 3 * 2 * SESSIONS, executed
 
-    # no partition written twice: the ingest log's ranges do not overlap and its partition
-    # count is the lake's
+    # no partition written twice: per symbol batch (one Dask task each), the ingest log's
+    # ranges do not overlap and its partition count is the lake's
     lake = Lake(lake_root)
-    log = sorted(lake.read_ingest_log(), key=lambda e: e["start"])
-    assert all(a["end"] < b["start"] for a, b in zip(log, log[1:], strict=False)), json.dumps(log)[:2000]
-    assert sum(e["partitions"] for e in log) == len(lake.raw_dates())
-    assert [e["as_of"] for e in log] == [d.isoformat() for d in days]
+    entries = lake.read_ingest_log()
+    batches = sorted({tuple(e["symbols"]) for e in entries})
+    assert batches == [("000001.SH",), ("600519.SH",)]
+    for batch in batches:
+        log = sorted((e for e in entries if tuple(e["symbols"]) == batch), key=lambda e: e["start"])
+        assert all(a["end"] < b["start"] for a, b in zip(log, log[1:], strict=False)), json.dumps(log)[:2000]
+        assert sum(e["partitions"] for e in log) == len(lake.raw_dates())
+        assert [e["as_of"] for e in log] == [d.isoformat() for d in days]
 
     # one champion history: one metrics row set per session, a champion that is registered
     history = lake.read_table(lake.paths.metrics_history()).to_pandas()
