@@ -44,6 +44,34 @@ def _symbols(value: str | None) -> list[str] | None:
     return syms
 
 
+@contextlib.contextmanager
+def _universe_override(args: argparse.Namespace):
+    """``--universe`` as the ``universe`` setting (``KLINE_UNIVERSE``) for this command only:
+    the flows, run in this process, resolve their settings the same way."""
+    value = getattr(args, "universe", None)
+    if value is None:
+        yield
+        return
+    if not value.strip(" ,"):
+        raise UsageError("--universe: no universe given")
+    if getattr(args, "symbols", None) is not None:
+        raise UsageError("give --symbols or --universe, not both")
+    value = value.strip()
+    from kline.universe import NAMES
+
+    if value not in NAMES and "." in value and not value.startswith("file:") and "," not in value:
+        value += ","  # one code (600519.SH) is a list of one, not a universe name
+    before = os.environ.get("KLINE_UNIVERSE")
+    os.environ["KLINE_UNIVERSE"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("KLINE_UNIVERSE", None)
+        else:
+            os.environ["KLINE_UNIVERSE"] = before
+
+
 def _settings(args: argparse.Namespace):
     from flows._common import resolve_settings, use_calendars
     from kline.calendar import CalendarError
@@ -352,6 +380,9 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--source", help="file provider: a CSV/Parquet file or a folder of them")
         p.add_argument("--calendar", help="file provider: exchange calendar for non-A-share symbols (e.g. XNYS)")
         p.add_argument("--refresh", action="store_true", help="ignore cached task results and redo every stage")
+        p.add_argument("--universe", help="default (the symbols setting), csi300, all (point in time: the members "
+                       "as of each run date), a comma-separated list of codes, or file:codes.txt; replaces the "
+                       "universe setting (env KLINE_UNIVERSE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -414,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help is 0, bad usage is 2
         return int(exc.code or 0)
     try:
-        return args.func(args)
+        with _universe_override(args):
+            return args.func(args)
     except UsageError as exc:
         print(f"kline: {exc}", file=sys.stderr)
         return EXIT_USAGE

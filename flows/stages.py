@@ -2,7 +2,10 @@
 and cache persist there), hands it only its stage's settings, and passes references on.
 
 ``ingest → validate → features → train → backtest → promote → forecast → report``; the daily flow runs
-them all, the backfill flow runs ingest and validate per chunk and the rest once.
+them all, the backfill flow runs ingest and validate per chunk and the rest once. Ingest,
+validate and features fan out per coarse symbol batch (``run.batch_symbols``) on the run's
+task runner; train, backtest, promote, forecast and report run once, in the flow, on the whole
+universe (the models are global: one fit over every symbol's windows).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from kline.train_stage import sessions_needed
 from tasks._common import bind, stage_settings
 from tasks.backtest import backtest, promote
 from tasks.calendar import from_ref, vendor_calendar_task
-from tasks.features import build_features_task
+from tasks.features import build_features_task, combine_features_task, feature_batches
 from tasks.forecast import forecast
 from tasks.ingest import ingest_chunk, retry_options
 from tasks.report import report
@@ -154,10 +157,36 @@ def merge_validation(summaries: list[dict]) -> dict:
     }
 
 
+def feature_panel(settings: Settings, run_date: dt.date, symbols: list[str], upstream: str, refresh: bool = False,
+             runner: TaskRunner | None = None) -> dict:
+    """The feature panel of ``symbols`` as of ``run_date``: one cached task run per symbol
+    batch (``tasks.features.feature_batches``) on ``runner`` (without one, a runner of the
+    run's settings is started when there is more than one batch), then, for several batches,
+    one that concatenates them. The panel is the same whatever the batches and the runner."""
+    lake = Lake(settings.lake)
+    sub = stage_settings(settings, "features")
+    day = run_date.isoformat()
+    task = bind(build_features_task, lake.root, refresh)
+    layers = layers_snapshot()
+    calls = [dict(lake_root=lake.root, settings=sub, run_date=day, symbols=batch, upstream=upstream,
+                  context_symbols=context, calendars=layers)
+             for batch, context in feature_batches(symbols, settings.features, settings.run.batch_symbols)]
+    if runner is None and len(calls) > 1:
+        with task_runner(settings) as started:
+            parts = fan_out(started, task, calls)
+    else:
+        parts = _run(task, calls, runner)
+    if len(parts) == 1:  # the whole universe in one batch: its panel is the panel
+        return parts[0]
+    return bind(combine_features_task, lake.root, refresh)(lake.root, sub, day, parts)
+
+
 def model_stages(
-    settings: Settings, run_date: dt.date, symbols: list[str], validation: dict, refresh: bool = False
+    settings: Settings, run_date: dt.date, symbols: list[str], validation: dict, refresh: bool = False,
+    runner: TaskRunner | None = None,
 ) -> dict:
-    """features → train → backtest → promote → forecast → report as of ``run_date``.
+    """features → train → backtest → promote → forecast → report as of ``run_date``; the
+    features' symbol batches on ``runner`` (see ``feature_panel``).
 
     Keys downstream caches on the curated layer's content fingerprint, so nothing re-runs
     unless curated data or the stage's own settings changed."""
@@ -166,9 +195,7 @@ def model_stages(
     # the calendar decides each row's target session: a change there is a change upstream
     upstream = f"{lake.curated_fingerprint(run_date)}|{calendar_fingerprint(A_SHARE_CALENDAR, run_date)}"
     with stage("features", symbols):
-        features = bind(build_features_task, root, refresh)(
-            root, stage_settings(settings, "features"), day, symbols, upstream=upstream
-        )
+        features = feature_panel(settings, run_date, symbols, upstream, refresh, runner)
     with stage("train", symbols):
         trained = bind(train_task, root, refresh)(
             root, stage_settings(settings, "train"), day, symbols, features["path"], features["data_fingerprint"]
@@ -212,13 +239,17 @@ def with_history(settings: Settings, run_date: dt.date, symbols: list[str]) -> l
 
 def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -> dict:
     """The whole daily pipeline as of ``run_date`` (a session of the universe's calendar)."""
+    with task_runner(settings) as runner:  # one runner (a Dask cluster lives as long as it) for the whole run
+        return _pipeline(settings, run_date, refresh, runner)
+
+
+def _pipeline(settings: Settings, run_date: dt.date, refresh: bool, runner: TaskRunner) -> dict:
     logger = get_run_logger()
     universe = list(settings.symbols)
-    with task_runner(settings) as runner:
-        with stage("ingest", universe):
-            chunks = ingest(settings, run_date, refresh, runner)
-        with stage("validate", universe):
-            summaries = validate(settings, chunks, run_date, refresh, runner)
+    with stage("ingest", universe):
+        chunks = ingest(settings, run_date, refresh, runner)
+    with stage("validate", universe):
+        summaries = validate(settings, chunks, run_date, refresh, runner)
     cal = universe_calendar(settings)
     provisional = is_provisional(run_date, cal)
     if provisional:
@@ -246,7 +277,7 @@ def run_pipeline(settings: Settings, run_date: dt.date, refresh: bool = False) -
     if not symbols:
         logger.warning("no symbol is left for the model stages as of %s", run_date)
         return out
-    models = model_stages(settings, run_date, symbols, validation, refresh)
+    models = model_stages(settings, run_date, symbols, validation, refresh, runner)
     out.update(
         model_version=models["train"].get("version"),
         promoted=bool(models["decision"].get("promote")),

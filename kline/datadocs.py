@@ -168,3 +168,93 @@ def _rewrite(path: str, edit: Callable[[str, str], str]) -> bool:
         Path(tmp).write_text(new, encoding="utf-8")
         os.replace(tmp, path)
     return new != text
+
+
+class MirroredDocs:
+    """Data Docs of an object-store lake. GX writes its results and site on local disk only,
+    so they are built in a local mirror of the lake's layout (``local(path)`` maps a lake path
+    into it, relative links stay right) and ``synced`` shares them through the bucket: under
+    the lake's Data Docs lock it fetches the GX results other machines stored there (the index
+    lists every run, wherever it was validated), lets the build run, then uploads this
+    machine's new results and every site file the build wrote or changed, one whole object
+    each (a reader sees an old page or the new one, never a part).
+
+    ``fs`` is the lake's fsspec filesystem, ``root`` the lake root URL, ``folders`` the lake
+    paths to mirror (the GX results and the site)."""
+
+    def __init__(self, fs, root: str, folders: Iterable[str], local_root: str | None = None) -> None:
+        import tempfile
+
+        self.fs, self.root = fs, root.rstrip("/")
+        self.folders = [f.rstrip("/") for f in folders]
+        name = "kline-docs-" + hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        self.local_root = local_root or os.path.join(tempfile.gettempdir(), name)
+
+    def local(self, path: str) -> str:
+        """The mirror's path of the lake path ``path``."""
+        if not path.startswith(self.root + "/"):
+            raise ValueError(f"{path} is not inside the lake {self.root}")
+        return os.path.join(self.local_root, *path[len(self.root) + 1:].split("/"))
+
+    def remote(self, local_path: str) -> str:
+        """The lake path of a mirror path (inverse of ``local``)."""
+        rel = os.path.relpath(os.path.abspath(local_path), os.path.abspath(self.local_root))
+        return f"{self.root}/{Path(rel).as_posix()}"
+
+    def _local_files(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for folder in self.folders:
+            base = Path(self.local(folder))
+            if base.is_dir():
+                out.update({str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in base.rglob("*")
+                            if p.is_file() and ".tmp-" not in p.name and not p.name.startswith(".vendor-tmp")})
+        return out
+
+    def pull(self) -> int:
+        """Fetch the mirrored folders' objects this mirror lacks; returns how many. Records
+        which objects the bucket holds (``push`` sends the others too)."""
+        n = 0
+        self._remote: set[str] = set()
+        prefix = self.fs._strip_protocol(self.root)
+        for folder in self.folders:
+            remote = self.fs._strip_protocol(folder)
+            for key in self.fs.find(remote) if self.fs.exists(remote) else []:
+                if ".tmp-" in key or key.endswith(".lock"):
+                    continue
+                target = self.local(f"{self.root}/{key[len(prefix) + 1:]}")
+                self._remote.add(target)
+                if not os.path.exists(target):
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    tmp = f"{target}.tmp-{os.getpid()}"
+                    Path(tmp).write_bytes(self.fs.cat_file(key))
+                    os.replace(tmp, target)
+                    n += 1
+        return n
+
+    def push(self, before: Mapping[str, tuple[int, int]]) -> list[str]:
+        """Upload the mirror's files that are new or changed since ``before`` (a
+        ``_local_files`` snapshot) or that the bucket lacked at ``pull``; returns their lake
+        paths."""
+        sent = []
+        remote = getattr(self, "_remote", set())
+        for path, stamp in sorted(self._local_files().items()):
+            if before.get(path) != stamp or path not in remote:
+                url = self.remote(path)
+                self.fs.pipe_file(self.fs._strip_protocol(url), Path(path).read_bytes())
+                sent.append(url)
+        return sent
+
+    def synced(self, lock):
+        """A context manager for the Data Docs build: holds ``lock`` (the lake's), pulls
+        before and pushes after."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def run():
+            with lock:
+                self.pull()
+                before = self._local_files()
+                yield
+                self.push(before)
+
+        return run()

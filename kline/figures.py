@@ -65,11 +65,16 @@ def line_figure(
     return fig
 
 
-def fig_data(bars: pd.DataFrame) -> Figure:
-    """Close price history, one panel per symbol (the seed's data.png)."""
-    syms = sorted(bars["symbol"].unique()) if len(bars) else []
-    if not syms:
+DATA_PANELS = 12  # data.png draws at most this many symbols (300 panels took ~1 min and 7 MB)
+
+
+def fig_data(bars: pd.DataFrame, max_panels: int = DATA_PANELS) -> Figure:
+    """Close price history, one panel per symbol (the seed's data.png), for the first
+    ``max_panels`` symbols in code order; the title says how many are left out."""
+    every = sorted(bars["symbol"].unique()) if len(bars) else []
+    if not every:
         return _empty(_figure((10, 3)), "no bars")
+    syms = every[:max_panels]
     cols = min(3, len(syms))
     rows = math.ceil(len(syms) / cols)
     fig = _figure((4.2 * cols, 2.8 * rows))
@@ -82,7 +87,7 @@ def fig_data(bars: pd.DataFrame) -> Figure:
         ax.tick_params(axis="x", labelrotation=30)
     for ax in list(axes.flat)[len(syms):]:
         ax.set_axis_off()
-    fig.suptitle("Close price history")
+    fig.suptitle("Close price history" + (f" ({len(syms)} of {len(every)} symbols)" if len(every) > len(syms) else ""))
     fig.tight_layout()
     return fig
 

@@ -44,6 +44,7 @@ from kline.calendar import sessions_array
 from kline.calendar import today as shanghai_today
 from kline.config import Settings
 from kline.contracts import ChunkValidationError, DocsSite, bar_suite, derive_checks, run_suite
+from kline.datadocs import MirroredDocs
 from kline.instruments import Instrument, instrument, is_a_share_code
 from kline.lake import Lake, content_hash
 from kline.rules import describe_limit_sources
@@ -114,10 +115,14 @@ def validate_chunk(
     frame = derive_checks(bars, instruments, previous_curated(lake, symbols, start, cfg.lookback_days),
                           today, facts)
 
-    docs = _docs_site(lake, settings, run_date)
+    docs, mirror = _docs_site(lake, settings, run_date)
+    lock = lake.lock("validation-docs") if docs else None
     outcome = run_suite(frame, bar_suite(cfg, today), run_name=run_id, docs=docs,
-                        docs_lock=lake.lock("validation-docs") if docs else None,
+                        docs_lock=mirror.synced(lock) if mirror else lock,
                         asset_name=asset_name(source, start, end, symbols))
+    if mirror and outcome.docs_index:  # name the pages by their place in the lake
+        outcome.docs_index = mirror.remote(outcome.docs_index)
+        outcome.docs_pages = {k: mirror.remote(v) for k, v in outcome.docs_pages.items()}
 
     base = {
         "run_id": run_id, "source": source, "start": start.isoformat(), "end": end.isoformat(),
@@ -187,15 +192,19 @@ def _apply_verdicts(lake: Lake, passed: pd.DataFrame, failed: pd.DataFrame, run_
     return curated_years, int(removed), _count_released(previously, failed)
 
 
-def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> DocsSite | None:
-    """Where and how GX Data Docs are built for this lake (None when off or on an object store)."""
+def _docs_site(lake: Lake, settings: Settings, run_date: dt.date) -> tuple[DocsSite | None, MirroredDocs | None]:
+    """Where and how GX Data Docs are built for this lake (None when off), and for an object
+    store the local mirror they are built in and shared from (``kline.datadocs.MirroredDocs``)."""
     cfg = settings.validation
-    if not cfg.data_docs or "://" in lake.root:
-        return None
-    return DocsSite(site_dir=lake.paths.data_docs_dir(), results_dir=f"{lake.paths.validation_results_dir()}/gx",
-                    history=cfg.docs_history, index_links={"kline reports": lake.paths.reports_index()},
-                    links={f"kline report {run_date.isoformat()}": lake.paths.report_html(run_date),
-                           "all kline reports": lake.paths.reports_index()})
+    if not cfg.data_docs:
+        return None, None
+    site, results = lake.paths.data_docs_dir(), f"{lake.paths.validation_results_dir()}/gx"
+    mirror = MirroredDocs(lake.fs, lake.root, [site, results]) if "://" in lake.root else None
+    at = mirror.local if mirror else str
+    return DocsSite(site_dir=at(site), results_dir=at(results), history=cfg.docs_history,
+                    index_links={"kline reports": at(lake.paths.reports_index())},
+                    links={f"kline report {run_date.isoformat()}": at(lake.paths.report_html(run_date)),
+                           "all kline reports": at(lake.paths.reports_index())}), mirror
 
 
 def _row_verdicts(frame: pd.DataFrame, critical: list[Any]) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:

@@ -56,3 +56,38 @@ def test_a_bad_universe_exits_2_with_one_line_and_writes_nothing(lake_root, monk
     assert main(["backfill", "--start", "2024-03-01", "--end", "2024-03-15", "--lake", lake_root]) == 2
     assert "universe: file not found: missing.txt" in capsys.readouterr().err
     assert not os.path.exists(lake_root)
+
+
+def test_the_universe_flag_is_in_the_help_of_run_and_backfill(capsys):
+    for cmd in ("run", "backfill"):
+        assert main([cmd, "--help"]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "--universe" in out and "csi300" in out and "file:codes.txt" in out
+
+
+def test_a_bad_universe_flag_exits_2_and_writes_nothing(lake_root, isolated_cwd, capsys):
+    cases = [(["run", "--date", "2024-03-15", "--universe", "csi500"], "universe: unknown value 'csi500'"),
+             (["backfill", "--start", "2024-03-01", "--end", "2024-03-15", "--universe", "file:missing.txt"],
+              "universe: file not found: missing.txt"),
+             (["run", "--date", "2024-03-15", "--universe", "600519.SH,NOT-A-CODE"], "universe:"),
+             (["run", "--date", "2024-03-15", "--universe", " , "], "--universe: no universe given"),
+             (["run", "--date", "2024-03-15", "--universe", "csi300", "--symbols", "600519.SH"],
+              "give --symbols or --universe, not both")]
+    for argv, message in cases:
+        assert main([*argv, "--lake", lake_root]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err, (argv, err)
+    assert not os.path.exists(lake_root)
+    assert "KLINE_UNIVERSE" not in os.environ  # the flag lasts one command
+
+
+def test_the_universe_flag_replaces_the_configured_universe(lake_root, isolated_cwd, capsys):
+    (isolated_cwd / "kline.toml").write_text('universe = "csi300"\n')  # the flag wins over the file
+    (isolated_cwd / "codes.txt").write_text("# two names\n600519.SH\n000001.SZ\n")
+    assert main(["backfill", "--start", "2024-03-11", "--end", "2024-03-15", "--data-only", "--lake", lake_root,
+                 "--universe", "file:codes.txt"]) == 0
+    assert set(Lake(lake_root).read_raw_bars()["symbol"]) == {"600519.SH", "000001.SZ"}
+    assert main(["backfill", "--start", "2024-03-11", "--end", "2024-03-15", "--data-only", "--lake", lake_root,
+                 "--universe", "601318.SH"]) == 0  # one code is a list of one
+    assert set(Lake(lake_root).read_raw_bars()["symbol"]) == {"600519.SH", "000001.SZ", "601318.SH"}
+    assert "KLINE_UNIVERSE" not in os.environ

@@ -138,6 +138,44 @@ def test_a_killed_writer_leaves_no_visible_partial_object(storage, s3fs_client):
     assert len(names) <= 3
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_data_docs_are_built_into_the_bucket_and_list_every_machines_runs(tmp_path, storage, s3fs_client,
+                                                                         monkeypatch):
+    """Two machines (each its own temporary folder, so its own local mirror) validate one
+    chunk each on the same S3 lake: the index in the bucket lists both runs, the pages and
+    the vendored assets are there, and the summaries name the bucket's pages."""
+    import tempfile
+
+    from helpers_pipeline import fast_config
+
+    from flows.backfill import backfill_flow
+    from kline.datadocs import LOADED_URL
+
+    cfg = tmp_path / "kline.toml"
+    cfg.write_text(fast_config() + storage_toml(storage.endpoint_url))
+    root = fresh_root()
+    for machine, (a, b) in {"one": ("2024-03-01", "2024-03-08"), "two": ("2024-03-11", "2024-03-15")}.items():
+        (tmp_path / machine).mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / machine))
+        out = backfill_flow(start=a, end=b, lake=root, config_file=str(cfg), models=False)
+        assert out["chunks"] == 1
+    bucket = root[5:]
+    runs = [Path(n).stem for n in s3fs_client.ls(f"{bucket}/validation/results") if n.endswith(".json")]
+    assert len(runs) == 2
+    index = s3fs_client.cat_file(f"{bucket}/validation/docs/index.html").decode()
+    assert all(r in index for r in runs), "the index lacks a run validated on the other machine"
+    pages = [n for n in s3fs_client.find(f"{bucket}/validation/docs/validations") if n.endswith(".html")]
+    assert {r for r in runs if any(r in p for p in pages)} == set(runs)
+    assert s3fs_client.exists(f"{bucket}/validation/docs/static/vendor/.fingerprint")
+    assert not LOADED_URL.search(index)  # offline: the vendored assets, no CDN
+    for r in runs:
+        summary = json.loads(s3fs_client.cat_file(f"{bucket}/validation/results/{r}.json"))
+        assert summary["docs_path"] == f"{root}/validation/docs/index.html"
+        assert all(p.startswith(f"{root}/validation/docs/validations/") and s3fs_client.exists(p[5:])
+                   for p in summary["docs_pages"].values())
+    assert not [n for n in s3fs_client.find(bucket) if ".tmp-" in n or n.endswith(".lock")]
+
+
 def run_lake(lake: str, cfg: str) -> dict:
     """A data backfill, then the daily flow of the next session, on ``lake``."""
     from flows.backfill import backfill_flow

@@ -1,6 +1,7 @@
 """Several workers against a Prefect server on PostgreSQL: two ``prefect worker`` processes on
-one process pool share a replay of sessions (6 by default, 20 with SCALE_REPLAY_SESSIONS=20), submitted in date order as runs of a daily
-deployment (each session one run, idempotency key per session)."""
+one process pool, and a local two-worker Dask cluster as every run's task runner, share a
+replay of sessions (6 by default, 20 with SCALE_REPLAY_SESSIONS=20), submitted in date order
+as runs of a daily deployment (each session one run, idempotency key per session)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ FIRST, LAST = dt.date(2024, 2, 19), dt.date(2024, 3, 15)
 
 
 
-def replay_config() -> str:
+def replay_config(dask_address: str) -> str:
     """fast_config with one session per run in mind: no Data Docs, the LSTM retrained every 10
-    sessions, a walk-forward of the LSTM and persistence only."""
+    sessions, a walk-forward of the LSTM and persistence only; ingest, validation and features
+    per symbol (2 batches) on the Dask scheduler at ``dask_address``."""
     text = fast_config().replace("[train]\n", '[train]\nretrain = "every_n"\nretrain_every = 10\n')
     text = text.replace("[backtest]\n", '[backtest]\nmodels = ["lstm", "persistence"]\n')
-    return text + "[validation]\ndata_docs = false\n"
+    return (text + "[validation]\ndata_docs = false\n"
+            + f'[run]\ntask_runner = "dask"\ndask_address = "{dask_address}"\nbatch_symbols = 1\n')
 
 
 def cli(env: dict, *args: str) -> str:
@@ -84,6 +87,7 @@ def replay_through_deployment(deployment: str, days: list[dt.date], timeout: flo
 
 @pytest.mark.timeout(900)
 def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_server, tmp_path):
+    from distributed import Client, LocalCluster
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -92,16 +96,19 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
 
     env, home = pg_prefect_server["env"], pg_prefect_server["home"]
     lake_root = str(tmp_path / "lake")
-    cfg = tmp_path / "kline.toml"
-    cfg.write_text(replay_config())
     days = sessions_in_range(FIRST, LAST, "XSHG")[-SESSIONS:]
     assert len(days) == SESSIONS
 
     cli(env, "work-pool", "create", POOL, "--type", "process")
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cfg = tmp_path / "kline.toml"
+    cfg.write_text(replay_config(cluster.scheduler_address))
     workers = start_workers(env, home, 2)
     try:
         with temporary_settings(updates={PREFECT_API_URL: pg_prefect_server["url"]}):
-            daily_flow.from_source(source=str(REPO), entrypoint="flows/daily.py:daily_flow").deploy(
+            # the entrypoint of prefect.yaml: the flow object of the importable flows.daily module,
+            # which the Dask workers can unpickle (a flow loaded from flows/daily.py as a script cannot)
+            daily_flow.from_source(source=str(REPO), entrypoint="flows/deployments.py:daily").deploy(
                 name="replay", work_pool_name=POOL, parameters={"lake": lake_root, "config_file": str(cfg)},
                 print_next_steps=False)
             t0 = time.perf_counter()
@@ -113,9 +120,12 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
                 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
                 all_runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+        with Client(cluster) as dask:
+            executed = dask.run(lambda dask_worker: dask_worker.state.executed_count)
     finally:
         for proc, _ in workers:
             stop_group(proc, signal.SIGTERM, 30)
+        cluster.close()
     print(f"\n{SESSIONS}-session replay through 2 process workers on a PostgreSQL server: {wall:.1f} s")
 
     # no session computed twice: one run per session, each submitted by exactly one worker
@@ -125,14 +135,22 @@ def test_two_process_workers_share_a_replay_on_a_postgres_server(pg_prefect_serv
     ids = {str(r.id) for r in runs}
     assert set.union(*by_worker) == ids and not set.intersection(*by_worker)
     assert all(by_worker), f"one worker took every run: {[len(w) for w in by_worker]}"
+    # every run's fan-out went to the shared Dask cluster: per session at least ingest,
+    # validation and features for each of the 2 symbol batches, spread over both Dask workers
+    assert len(executed) == 2 and all(executed.values()), executed
+    assert sum(executed.values()) >= 3 * 2 * SESSIONS, executed
 
-    # no partition written twice: the ingest log's ranges do not overlap and its partition
-    # count is the lake's
+    # no partition written twice: per symbol batch (one Dask task each), the ingest log's
+    # ranges do not overlap and its partition count is the lake's
     lake = Lake(lake_root)
-    log = sorted(lake.read_ingest_log(), key=lambda e: e["start"])
-    assert all(a["end"] < b["start"] for a, b in zip(log, log[1:], strict=False)), json.dumps(log)[:2000]
-    assert sum(e["partitions"] for e in log) == len(lake.raw_dates())
-    assert [e["as_of"] for e in log] == [d.isoformat() for d in days]
+    entries = lake.read_ingest_log()
+    batches = sorted({tuple(e["symbols"]) for e in entries})
+    assert batches == [("000001.SH",), ("600519.SH",)]
+    for batch in batches:
+        log = sorted((e for e in entries if tuple(e["symbols"]) == batch), key=lambda e: e["start"])
+        assert all(a["end"] < b["start"] for a, b in zip(log, log[1:], strict=False)), json.dumps(log)[:2000]
+        assert sum(e["partitions"] for e in log) == len(lake.raw_dates())
+        assert [e["as_of"] for e in log] == [d.isoformat() for d in days]
 
     # one champion history: one metrics row set per session, a champion that is registered
     history = lake.read_table(lake.paths.metrics_history()).to_pandas()

@@ -56,3 +56,25 @@ def test_features_fingerprint_follows_data_and_config(lake_root):
                                "2023-12-29", SYMBOLS)
     assert len({a["fingerprint"], b["fingerprint"], c["fingerprint"]}) == 3
     assert a["data_fingerprint"] == c["data_fingerprint"] != b["data_fingerprint"]
+
+
+def test_batched_features_with_the_market_index_equal_the_panel_built_at_once(lake_root):
+    from tasks.features import combine_features_task, feature_batches
+
+    lake = Lake(lake_root)
+    symbols = ["000001.SH", "600519.SH", "000001.SZ"]
+    lake.write_curated_bars(SyntheticProvider(seed=4).fetch(symbols, dt.date(2023, 1, 1), dt.date(2023, 12, 29)))
+    settings = Settings().replace(features={"features": ["log_return", "market_return", "volatility_20"]})
+    sub = stage_settings(settings, "features")
+    batches = feature_batches(symbols, settings.features, 1)
+    # the market index is read by every batch that does not hold it, and kept out of its rows
+    assert batches == [(["000001.SH"], []), (["600519.SH"], ["000001.SH"]), (["000001.SZ"], ["000001.SH"])]
+    parts = [build_features_task.fn(lake_root, sub, "2023-12-29", b, context_symbols=c) for b, c in batches]
+    assert [p["symbols"] for p in parts] == [[s] for s in symbols]
+    whole = combine_features_task.fn(lake_root, sub, "2023-12-29", parts)
+    at_once = build_features_task.fn(lake_root, sub, "2023-12-29", symbols)
+    pd.testing.assert_frame_equal(load_panel(lake, whole["path"]), load_panel(lake, at_once["path"]))
+    assert whole["rows"] == at_once["rows"] and whole["symbols"] == at_once["symbols"]
+    # a cross-sectional feature needs the whole universe in one batch
+    ranked = Settings().replace(features={"features": ["log_return", "rank_log_return"]}).features
+    assert feature_batches(symbols, ranked, 1) == [(symbols, [])]

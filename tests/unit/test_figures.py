@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 
 from kline.backtest import BUY_AND_HOLD
-from kline.figures import fig_equity, fig_history, fig_loss, figure_png, line_figure
+from kline.figures import (
+    DATA_PANELS,
+    fig_data,
+    fig_equity,
+    fig_history,
+    fig_loss,
+    figure_png,
+    line_figure,
+)
 
 
 def test_line_figure_draws_labelled_lines_a_reference_and_a_legend():
@@ -44,3 +52,15 @@ def test_history_and_loss_figures():
     assert [t.get_text() for t in fig_history(None).axes[0].texts] == ["no metrics history yet"]
     loss = fig_loss({"train": [1.0, 0.5]}).axes[0]
     assert list(loss.get_lines()[0].get_xdata()) == [1, 2] and loss.get_xlabel() == "epoch"
+
+
+def test_the_data_figure_draws_a_bounded_number_of_symbols_and_says_so():
+    days = [dt.date(2024, 1, d) for d in (2, 3, 4)]
+    syms = [f"6000{i:02d}.SH" for i in range(DATA_PANELS + 8)]
+    bars = pd.DataFrame([(s, d, 10.0 + i) for s in syms for i, d in enumerate(days)],
+                        columns=["symbol", "trade_date", "close"])
+    fig = fig_data(bars)
+    drawn = [ax.get_title() for ax in fig.axes if ax.get_lines()]
+    assert drawn == syms[:DATA_PANELS]
+    assert fig._suptitle.get_text() == f"Close price history ({DATA_PANELS} of {len(syms)} symbols)"
+    assert fig_data(bars[bars.symbol.isin(syms[:2])])._suptitle.get_text() == "Close price history"
