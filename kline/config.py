@@ -219,7 +219,7 @@ class RunConfig:
     task_runner: Literal["threads", "dask"] = "threads"  # where ingest/validate batches run
     dask_address: str = ""  # dask: an existing scheduler (tcp://host:8786); "" = a local cluster
     dask_workers: int = 2  # dask without an address: worker processes of the local cluster
-    batch_symbols: int = 500  # symbols per ingest / validate task run (0 = the whole universe)
+    batch_symbols: int = 500  # symbols per ingest / validate / features task run (0 = the whole universe)
 
 
 @_section
