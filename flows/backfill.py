@@ -4,7 +4,8 @@
   ``ingest.backfill_chunk_rows`` bars (sessions per chunk = that // symbols per batch), each
   chunk ingested and validated per symbol batch by task runs cached and retried on their own
   (an interrupted backfill redoes at most the chunk it was in), on the ``[run]`` task runner,
-  then features, training, backtest and the report once, as of ``end``;
+  then features, training, backtest and the report once, as of ``end``; it writes raw month
+  files (``kline.lake.partitions``: a later daily run's day file wins for its day);
 - replay (``replay=True``): the daily flow as of every session in ``[start, end]``, each its
   own flow run named after its date, point in time, with bounded concurrency; re-running a
   replay finds every stage cached.
@@ -101,6 +102,7 @@ def backfill_flow(
                 # logged as of its own end: what a daily run on that date would know
                 universe = list(universe_as_of(settings, c0, c1).symbols)
                 task, calls = ingest_calls(settings, [(universe, c0, c1)], None, refresh)
+                calls = [{**c, "layout": "month"} for c in calls]  # month files: ~20 per chunk, not ~500
                 with stage("ingest", universe):
                     refs = fan_out(runner, task, calls)
                 with stage("validate", universe):
