@@ -5,7 +5,8 @@ never imports Prefect or GX."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from kline.calendar import sessions_array, to_date
 from kline.config import Settings
@@ -14,31 +15,69 @@ from kline.lake import Lake
 from kline.validation import instrument_for, quarantine_counts
 
 
+def _keys(lake: Lake) -> pa.Table:
+    """(symbol, trade_date) of every curated row, of raw while nothing is curated yet (raw may
+    repeat a key: deduplicated), rows with a null key left out."""
+    tables = [lake.read_table(lake.paths.curated_bars(y), columns=["symbol", "trade_date"])
+              for y in lake.curated_years()]
+    t = pa.concat_tables(tables) if tables else None
+    raw = t is None or t.num_rows == 0
+    if raw:
+        tables = lake.raw.table.read(columns=["symbol", "trade_date"])
+        if not tables:
+            return pa.table({"symbol": pa.array([], pa.string()), "trade_date": pa.array([], pa.date32())})
+        t = pa.concat_tables(tables)
+    t = t.filter(pc.and_(pc.is_valid(t.column("symbol")), pc.is_valid(t.column("trade_date"))))
+    return t.group_by(["symbol", "trade_date"]).aggregate([]) if raw else t
+
+
 def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     """Per symbol: first/last date and rows of validated bars, sessions missing between them
     against its calendar, quarantined rows and the last ingestion time (UTC ISO)."""
-    # the curated layer is a few year files; raw is one file per day (read only if no curated yet)
-    keys = lake.read_curated_bars(columns=["symbol", "trade_date"])
-    if keys.empty:
-        keys = lake.read_raw_bars(columns=["symbol", "trade_date"])
-    keys = keys.drop_duplicates()
+    # one pass over the key columns (curated keys are unique), no Python loop over rows
+    keys = _keys(lake)
+    enc = pc.dictionary_encode(keys.column("symbol")).combine_chunks()
+    names = np.array(enc.dictionary.to_pylist(), dtype=object)
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    days = keys.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    n = len(names)
+    count = np.bincount(codes, minlength=n)
+    first = np.full(n, np.iinfo(np.int32).max, np.int32)
+    last = np.full(n, np.iinfo(np.int32).min, np.int32)
+    np.minimum.at(first, codes, days)
+    np.maximum.at(last, codes, days)
+    missing: list[int | None] = [None] * n
+    by_calendar: dict[str, list[int]] = {}
+    for i, sym in enumerate(names):
+        try:
+            by_calendar.setdefault(instrument_for(sym, settings).calendar, []).append(i)
+        except SymbolError:  # a foreign symbol without a calendar: missing stays None
+            pass
+    for cal, members in by_calendar.items():
+        idx = np.array(members)
+        lo, hi = (to_date(np.datetime64(int(first[idx].min()), "D")), to_date(np.datetime64(int(last[idx].max()), "D")))
+        sess = sessions_array(lo, hi, cal).astype("datetime64[D]").astype(np.int32)
+        member = np.zeros(n, bool)
+        member[idx] = True
+        mine = member[codes]
+        d = days[mine] if len(idx) < n else days
+        pos = np.searchsorted(sess, d)
+        hit = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == d)
+        present = np.bincount((codes[mine] if len(idx) < n else codes)[hit], minlength=n)
+        expected = np.searchsorted(sess, last[idx], "right") - np.searchsorted(sess, first[idx], "left")
+        for i, e in zip(members, expected - present[idx], strict=True):
+            missing[i] = int(e)
     quarantined = quarantine_counts(lake)
     last_ingested: dict[str, str] = {}
     for e in lake.read_ingest_log():
         for s in e.get("symbols", []):
             last_ingested[s] = max(last_ingested.get(s, ""), e["fetched_at"])
-    rows = []
-    for sym, g in keys.groupby("symbol", sort=True) if not keys.empty else []:
-        dates = np.sort(pd.to_datetime(g["trade_date"]).to_numpy().astype("datetime64[D]"))
-        first, last = to_date(dates[0]), to_date(dates[-1])
-        try:
-            expected = sessions_array(first, last, instrument_for(sym, settings).calendar)
-            missing = int(len(np.setdiff1d(expected, dates)))
-        except SymbolError:  # a foreign symbol without a calendar
-            missing = None
-        rows.append({"symbol": sym, "first": first.isoformat(), "last": last.isoformat(), "rows": int(len(dates)),
-                     "missing": missing, "quarantined": int(quarantined.get(sym, 0)),
-                     "last_ingested": last_ingested.get(sym, "")[:19]})
+    iso = lambda d: np.datetime_as_string(d.astype("datetime64[D]"), unit="D")  # noqa: E731
+    firsts, lasts = iso(first), iso(last)
+    rows = [{"symbol": sym, "first": str(firsts[i]), "last": str(lasts[i]), "rows": int(count[i]),
+             "missing": missing[i], "quarantined": int(quarantined.get(sym, 0)),
+             "last_ingested": last_ingested.get(sym, "")[:19]}
+            for i, sym in sorted(enumerate(names), key=lambda x: x[1])]
     seen = {r["symbol"] for r in rows}  # the others have quarantined rows only
     rows += [{"symbol": sym, "first": "", "last": "", "rows": 0, "missing": None, "quarantined": n,
               "last_ingested": ""} for sym, n in quarantined.items() if sym not in seen]

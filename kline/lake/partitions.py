@@ -112,9 +112,14 @@ class DayMonthTable:
 
     # -- reads ------------------------------------------------------------------------------
 
+    def _stored(self, path: str, filters=None) -> pa.Table:
+        """A file's rows in this table's schema, for a merge."""
+        t = self.files.read_table(path, filters=filters or None)
+        return t.select(self.schema.names).cast(self.schema)
+
     def _read(self, path: str, columns: Sequence[str] | None = None, filters=None) -> pa.Table:
-        t = self.files.read_table(path, columns=columns, filters=filters or None)
-        return t.select(self.schema.names).cast(self.schema) if columns is None else t
+        """A file's rows as stored (a raw file may break the schema: validation says so)."""
+        return self.files.read_table(path, columns=columns, filters=filters or None)
 
     def read(self, start: dt.date | None = None, end: dt.date | None = None, symbols: Iterable[str] | None = None,
              source: str | None = None, columns: Sequence[str] | None = None) -> list[pa.Table]:
@@ -203,11 +208,11 @@ class DayMonthTable:
         day_files = self._day_files(month, source)
         stored = []
         if self.files.exists(path):
-            t = self._read(path)
+            t = self._stored(path)
             if day_files:
                 t = t.filter(pc.invert(pc.is_in(t.column("trade_date"), value_set=_dates(day_files))))
             stored.append(t)
-        stored += [self._read(day_files[d]) for d in sorted(day_files)]
+        stored += [self._stored(day_files[d]) for d in sorted(day_files)]
         old = pa.concat_tables(stored) if stored else self.schema.empty_table()
         mask = drop(old)
         if not day_files and new.num_rows == 0 and not _any(mask):
@@ -225,7 +230,7 @@ class DayMonthTable:
         in_month = None
         if self.files.exists(mpath):
             lo, hi = min([*touched, *(span[:1] if span else [])]), max([*touched, *(span[1:] if span else [])])
-            in_month = self._read(mpath, filters=[("trade_date", ">=", lo), ("trade_date", "<=", hi)])
+            in_month = self._stored(mpath, filters=[("trade_date", ">=", lo), ("trade_date", "<=", hi)])
         if span:  # stored days in the span may hold rows the write replaces
             touched |= {d for d in day_files if span[0] <= d <= span[1]}
             if in_month is not None:
@@ -233,7 +238,7 @@ class DayMonthTable:
         out, trim = [], []
         for d in sorted(touched):
             if d in day_files:
-                old = self._read(day_files[d])
+                old = self._stored(day_files[d])
             elif in_month is not None:
                 old = in_month.filter(pc.equal(in_month.column("trade_date"), d))
             else:
@@ -253,6 +258,6 @@ class DayMonthTable:
                     trim.append(d)  # else the month file's rows would show through again
             out.append(f"trade_date={d.isoformat()}")
         if trim:
-            t = self._read(mpath)
+            t = self._stored(mpath)
             self._put(mpath, t.filter(pc.invert(pc.is_in(t.column("trade_date"), value_set=_dates(trim)))))
         return out
