@@ -41,6 +41,20 @@ def _peak_mb() -> tuple[float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
+def task_seconds() -> str:
+    """Task runs and their own seconds per task name on this benchmark's temporary server."""
+    from prefect.client.orchestration import get_client
+
+    per: dict[str, list[float]] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while runs := client.read_task_runs(limit=200, offset=offset):
+            for tr in runs:
+                per.setdefault(tr.name.split("-")[0], []).append(tr.total_run_time.total_seconds())
+            offset += len(runs)
+    return ", ".join(f"{k} {len(v)} x = {sum(v):.1f} s" for k, v in sorted(per.items()))
+
+
 def run_backfill(cfg: str, lake: str, start: str, end: str, **params) -> tuple[dict, float]:
     from flows.backfill import backfill_flow
 
@@ -63,6 +77,7 @@ def bench_index(args, d: Path) -> None:
     log = Lake(d / "lake").read_ingest_log()
     print(f"index backfill {start}..{end}: {out['ingested_rows']} rows in {out['chunks']} chunk(s), "
           f"{secs:.1f} s wall (ingest tasks {sum(e['seconds'] for e in log):.1f} s)")
+    print(f"task runs: {task_seconds()}")
 
 
 def bench_market(args, d: Path) -> None:
@@ -83,6 +98,7 @@ def bench_market(args, d: Path) -> None:
           f"{len(log) // max(out['chunks'], 1)} batch(es), {secs:.1f} s wall "
           f"= {out['ingested_rows'] / secs:,.0f} rows/s end to end; ingest tasks {ingest_s:.1f} s = "
           f"{out['ingested_rows'] / ingest_s:,.0f} rows/s; peak RSS {own:,.0f} MB (children {children:,.0f} MB)")
+    print(f"task runs: {task_seconds()}")
     if args.status:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "flows.cli", "status", "--lake", lake], check=True,
