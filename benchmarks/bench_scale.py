@@ -88,7 +88,7 @@ def bench_market(args, d: Path) -> None:
              f"[ingest]\nbackfill_chunk_rows = {args.chunk_rows}",
              f'[run]\ntask_runner = "{args.runner}"\ndask_workers = {args.dask_workers}\n'
              f"batch_symbols = {args.batch}", "[validation]\ndata_docs = true"]
-    lake = str(d / "lake")
+    lake = args.lake or str(d / "lake")
     out, secs = run_backfill(_config(d / "kline.toml", lines), lake, start, end)
     own, children = _peak_mb()
     log = Lake(lake).read_ingest_log()
@@ -120,6 +120,7 @@ def main() -> None:
     ap.add_argument("--runner", choices=["threads", "dask"], default="threads")
     ap.add_argument("--dask-workers", type=int, default=2)
     ap.add_argument("--status", action="store_true")
+    ap.add_argument("--lake", help="market: build the lake here (kept) instead of in a temporary folder")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness():
         (bench_index if args.what == "index" else bench_market)(args, Path(tmp))

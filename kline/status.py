@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from kline.calendar import sessions_array, to_date
 from kline.config import Settings
@@ -18,9 +19,11 @@ from kline.validation import instrument_for, quarantine_counts
 def _keys(lake: Lake) -> pa.Table:
     """(symbol, trade_date) of every curated row, of raw while nothing is curated yet (raw may
     repeat a key: deduplicated), rows with a null key left out."""
-    tables = [lake.read_table(lake.paths.curated_bars(y), columns=["symbol", "trade_date"])
+    # the symbol column as Parquet stores it, dictionary-encoded: not 10 M Python-sized strings
+    tables = [pq.read_table(lake._strip(lake.paths.curated_bars(y)), filesystem=lake.fs,
+                            columns=["symbol", "trade_date"], read_dictionary=["symbol"])
               for y in lake.curated_years()]
-    t = pa.concat_tables(tables) if tables else None
+    t = pa.concat_tables(tables).unify_dictionaries() if tables else None
     raw = t is None or t.num_rows == 0
     if raw:
         tables = lake.raw.table.read(columns=["symbol", "trade_date"])
@@ -36,7 +39,8 @@ def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     against its calendar, quarantined rows and the last ingestion time (UTC ISO)."""
     # one pass over the key columns (curated keys are unique), no Python loop over rows
     keys = _keys(lake)
-    enc = pc.dictionary_encode(keys.column("symbol")).combine_chunks()
+    sym = keys.column("symbol")
+    enc = (sym if pa.types.is_dictionary(sym.type) else pc.dictionary_encode(sym)).combine_chunks()
     names = np.array(enc.dictionary.to_pylist(), dtype=object)
     codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     days = keys.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
