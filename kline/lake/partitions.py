@@ -121,12 +121,28 @@ class DayMonthTable:
         """A file's rows as stored (a raw file may break the schema: validation says so)."""
         return self.files.read_table(path, columns=columns, filters=filters or None)
 
+    @staticmethod
+    def _listed_then_read(read: Callable[[], list]) -> list:
+        """``read()`` again when a file it listed was gone when opened: a month write folding
+        day files (or a month emptied) in between; the next listing sees the result whole."""
+        for attempt in range(4):
+            try:
+                return read()
+            except FileNotFoundError:
+                if attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
+
     def read(self, start: dt.date | None = None, end: dt.date | None = None, symbols: Iterable[str] | None = None,
              source: str | None = None, columns: Sequence[str] | None = None) -> list[pa.Table]:
         """Rows dated in ``[start, end]`` of one source or all, of ``symbols`` (pushed down),
         day and month files together by the rules above, one table per file, by source.
         Only the partitions in range are opened."""
         symbols = list(symbols) if symbols is not None else None
+        return self._listed_then_read(lambda: self._read_all(start, end, symbols, source, columns))
+
+    def _read_all(self, start: dt.date | None, end: dt.date | None, symbols: list[str] | None,
+                  source: str | None, columns: Sequence[str] | None) -> list[pa.Table]:
         sym = [("symbol", "in", symbols)] if symbols is not None else []
         rng = ([("trade_date", ">=", start)] if start else []) + ([("trade_date", "<=", end)] if end else [])
         cols = list(dict.fromkeys([*columns, "trade_date"])) if columns is not None else None
@@ -149,6 +165,9 @@ class DayMonthTable:
 
     def dates(self, start: dt.date | None = None, end: dt.date | None = None) -> list[dt.date]:
         """Days in ``[start, end]`` with a day folder or rows in a month file."""
+        return self._listed_then_read(lambda: self._dates(start, end))
+
+    def _dates(self, start: dt.date | None, end: dt.date | None) -> list[dt.date]:
         days, months = self._partitions(start, end)
         rng = ([("trade_date", ">=", start)] if start else []) + ([("trade_date", "<=", end)] if end else [])
         out = set(days)
@@ -235,7 +254,7 @@ class DayMonthTable:
             touched |= {d for d in day_files if span[0] <= d <= span[1]}
             if in_month is not None:
                 touched |= set(pc.unique(in_month.column("trade_date")).to_pylist())
-        out, trim = [], []
+        out, trim, emptied = [], [], []
         for d in sorted(touched):
             if d in day_files:
                 old = self._stored(day_files[d])
@@ -253,11 +272,13 @@ class DayMonthTable:
                 self._put(path, kept)
             else:
                 if d in day_files:
-                    self._remove_day(path)
+                    emptied.append(path)
                 if in_month is not None and _any(pc.equal(in_month.column("trade_date"), d)):
                     trim.append(d)  # else the month file's rows would show through again
             out.append(f"trade_date={d.isoformat()}")
-        if trim:
+        if trim:  # before the day files go: a crash in between leaves them winning
             t = self._stored(mpath)
             self._put(mpath, t.filter(pc.invert(pc.is_in(t.column("trade_date"), value_set=_dates(trim)))))
+        for path in emptied:
+            self._remove_day(path)
         return out

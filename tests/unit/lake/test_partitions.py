@@ -176,3 +176,26 @@ def test_months_between_and_bad_layout(lake):
     assert months_between(dt.date(2023, 11, 30), dt.date(2024, 2, 1)) == ["2023-11", "2023-12", "2024-01", "2024-02"]
     with pytest.raises(ValueError, match="layout"):
         lake.write_raw_bars(_bars(SYMS, JAN1, JAN31), "synthetic", layout="week")
+
+
+def test_a_read_that_listed_day_files_a_month_write_then_folded_reads_again(lake, monkeypatch):
+    day = dt.date(2024, 1, 2)
+    lake.write_raw_bars(_bars(SYMS, day, day), "synthetic", SYMS, day, day)
+    lake.write_raw_bars(_bars(SYMS, day, day), "other")  # keeps the day folder after the fold
+    table = lake.raw.table
+    folder = f"{table.dir}/trade_date=2024-01-02"
+    stale = table._sources(folder)  # listed while synthetic's day file was there
+    lake.write_raw_bars(_bars(SYMS, JAN1, JAN31), "synthetic", SYMS, JAN1, JAN31, layout="month")  # folds it
+    real, calls = table._sources, []
+
+    def listing(path, source=None):
+        if path == folder:
+            calls.append(1)
+            if len(calls) == 1:
+                return stale
+        return real(path, source)
+
+    monkeypatch.setattr(table, "_sources", listing)
+    out = lake.read_raw_bars(JAN1, JAN31, source="synthetic")
+    assert stale == ["other", "synthetic"] and len(calls) == 2
+    assert len(out) == len(_bars(SYMS, JAN1, JAN31))
