@@ -18,6 +18,8 @@ twenty years). The rules, per source:
   atomically. A month write writes the month file before it removes the folded day files: a
   crash in between leaves day files that still win with their old content (those days read
   as before the write, the others as after) and the re-run write finishes the fold.
+- Reads take no lock: a read that listed a day file which a month write then folded away
+  lists and reads again.
 
 A write says which stored rows it replaces with ``drop(stored) -> mask`` (a fetch's symbols in
 its range for bars, the keys it sends for reference data); rows it sends are added as sent.
