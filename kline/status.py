@@ -16,60 +16,70 @@ from kline.lake import Lake
 from kline.validation import instrument_for, quarantine_counts
 
 
-def _keys(lake: Lake) -> pa.Table:
-    """(symbol, trade_date) of every curated row, of raw while nothing is curated yet (raw may
-    repeat a key: deduplicated), rows with a null key left out."""
+def _key_tables(lake: Lake) -> list[pa.Table]:
+    """(symbol, trade_date) of the curated rows, one table per year file; of raw while nothing
+    is curated yet (raw may repeat a key: deduplicated). Rows with a null key left out."""
     # the symbol column as Parquet stores it, dictionary-encoded: not 10 M Python-sized strings
     tables = [pq.read_table(lake._strip(lake.paths.curated_bars(y)), filesystem=lake.fs,
                             columns=["symbol", "trade_date"], read_dictionary=["symbol"])
               for y in lake.curated_years()]
-    t = pa.concat_tables(tables).unify_dictionaries() if tables else None
-    raw = t is None or t.num_rows == 0
+    raw = not any(t.num_rows for t in tables)
     if raw:
-        tables = lake.raw.table.read(columns=["symbol", "trade_date"])
-        if not tables:
-            return pa.table({"symbol": pa.array([], pa.string()), "trade_date": pa.array([], pa.date32())})
-        t = pa.concat_tables(tables)
-    t = t.filter(pc.and_(pc.is_valid(t.column("symbol")), pc.is_valid(t.column("trade_date"))))
-    return t.group_by(["symbol", "trade_date"]).aggregate([]) if raw else t
+        found = lake.raw.table.read(columns=["symbol", "trade_date"])
+        tables = [pa.concat_tables(found).group_by(["symbol", "trade_date"]).aggregate([])] if found else []
+    return [t.filter(pc.and_(pc.is_valid(t.column("symbol")), pc.is_valid(t.column("trade_date"))))
+            for t in tables]
+
+
+def _codes(tables: list[pa.Table]) -> tuple[list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """Symbol names and, per table, (symbol index, trade date as days since 1970) as int32."""
+    ids: dict[str, int] = {}
+    parts = []
+    for t in tables:
+        sym = t.column("symbol")
+        for chunk, day in zip(sym.chunks, t.column("trade_date").chunks, strict=True):
+            enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+            to_id = np.array([ids.setdefault(x, len(ids)) for x in enc.dictionary.to_pylist()], np.int32)
+            parts.append((to_id[enc.indices.to_numpy(zero_copy_only=False)],
+                          day.cast(pa.int32()).to_numpy(zero_copy_only=False)))
+    return list(ids), parts
 
 
 def lake_status(lake: Lake, settings: Settings) -> list[dict]:
     """Per symbol: first/last date and rows of validated bars, sessions missing between them
     against its calendar, quarantined rows and the last ingestion time (UTC ISO)."""
-    # one pass over the key columns (curated keys are unique), no Python loop over rows
-    keys = _keys(lake)
-    sym = keys.column("symbol")
-    enc = (sym if pa.types.is_dictionary(sym.type) else pc.dictionary_encode(sym)).combine_chunks()
-    names = np.array(enc.dictionary.to_pylist(), dtype=object)
-    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    days = keys.column("trade_date").combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    # vectorised over the key columns a year file at a time (curated keys are unique), with one
+    # session lookup per calendar, no Python loop over rows
+    names, parts = _codes(_key_tables(lake))
     n = len(names)
-    count = np.bincount(codes, minlength=n)
+    count = np.zeros(n, np.int64)
     first = np.full(n, np.iinfo(np.int32).max, np.int32)
     last = np.full(n, np.iinfo(np.int32).min, np.int32)
-    np.minimum.at(first, codes, days)
-    np.maximum.at(last, codes, days)
+    for codes, days in parts:
+        count += np.bincount(codes, minlength=n)
+        np.minimum.at(first, codes, days)
+        np.maximum.at(last, codes, days)
     missing: list[int | None] = [None] * n
-    by_calendar: dict[str, list[int]] = {}
+    calendar_of = np.full(n, -1, np.int32)
+    calendars: dict[str, int] = {}
     for i, sym in enumerate(names):
         try:
-            by_calendar.setdefault(instrument_for(sym, settings).calendar, []).append(i)
+            calendar_of[i] = calendars.setdefault(instrument_for(sym, settings).calendar, len(calendars))
         except SymbolError:  # a foreign symbol without a calendar: missing stays None
             pass
-    for cal, members in by_calendar.items():
-        idx = np.array(members)
-        lo, hi = (to_date(np.datetime64(int(first[idx].min()), "D")), to_date(np.datetime64(int(last[idx].max()), "D")))
+    for cal, k in calendars.items():
+        idx = np.flatnonzero(calendar_of == k)
+        lo, hi = to_date(np.datetime64(int(first[idx].min()), "D")), to_date(np.datetime64(int(last[idx].max()), "D"))
         sess = sessions_array(lo, hi, cal).astype("datetime64[D]").astype(np.int32)
-        member = np.zeros(n, bool)
-        member[idx] = True
-        mine = member[codes]
-        d = days[mine] if len(idx) < n else days
-        pos = np.searchsorted(sess, d)
-        hit = (pos < len(sess)) & (sess[np.minimum(pos, len(sess) - 1)] == d)
-        present = np.bincount((codes[mine] if len(idx) < n else codes)[hit], minlength=n)
+        present = np.zeros(n, np.int64)
+        for codes, days in parts if len(sess) else []:
+            if len(idx) < n:
+                mine = calendar_of[codes] == k
+                codes, days = codes[mine], days[mine]
+            pos = np.minimum(np.searchsorted(sess, days), len(sess) - 1)
+            present += np.bincount(codes[sess[pos] == days], minlength=n)
         expected = np.searchsorted(sess, last[idx], "right") - np.searchsorted(sess, first[idx], "left")
-        for i, e in zip(members, expected - present[idx], strict=True):
+        for i, e in zip(idx, expected - present[idx], strict=True):
             missing[i] = int(e)
     quarantined = quarantine_counts(lake)
     last_ingested: dict[str, str] = {}
