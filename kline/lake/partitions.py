@@ -11,13 +11,17 @@ twenty years). The rules, per source:
   file's rows of its day), applies the write, writes the month file, then removes those day
   files: afterwards the month file alone holds the month.
 - A day write (``layout="day"``) starts from the day as read (its day file, else the month
-  file's rows of that day), so the day file it writes holds the whole day and wins from then
-  on. A day left with no rows loses its day file, and the month file loses that day too.
+  file's rows of that day), so the day file it writes holds the whole day; then the month
+  file drops that day, so a day lives in one file. A day left with no rows loses its day
+  file, and the month file that day. (A month file is rewritten only when a day write
+  touches a day it holds: a re-fetch of a backfilled day, not the next session.)
 - Every write of a month, either layout, any source, holds the lock of the month folder
   (``LakeFiles.lock_partition``), and lists the day files under it. Each file is replaced
   atomically. A month write writes the month file before it removes the folded day files: a
   crash in between leaves day files that still win with their old content (those days read
-  as before the write, the others as after) and the re-run write finishes the fold.
+  as before the write, the others as after) and the re-run write finishes the fold; a day
+  write writes its day files before it drops their days from the month file, and drops an
+  emptied day from the month file before it removes that day's file.
 - Reads take no lock: a read that listed a day file which a month write then folded away
   lists and reads again.
 
@@ -272,13 +276,12 @@ class DayMonthTable:
             path = self.paths.raw_day(self.kind, d, source)
             if kept.num_rows:
                 self._put(path, kept)
-            else:
-                if d in day_files:
-                    emptied.append(path)
-                if in_month is not None and _any(pc.equal(in_month.column("trade_date"), d)):
-                    trim.append(d)  # else the month file's rows would show through again
+            elif d in day_files:
+                emptied.append(path)
+            if in_month is not None and _any(pc.equal(in_month.column("trade_date"), d)):
+                trim.append(d)  # the day now lives in its day file (or nowhere)
             out.append(f"trade_date={d.isoformat()}")
-        if trim:  # before the day files go: a crash in between leaves them winning
+        if trim:  # after the new day files, before the emptied ones go: each day reads whole
             t = self._stored(mpath)
             self._put(mpath, t.filter(pc.invert(pc.is_in(t.column("trade_date"), value_set=_dates(trim)))))
         for path in emptied:

@@ -64,6 +64,9 @@ def test_a_later_day_file_wins_over_the_month_file_for_its_day_only(lake):
     assert _close(out, "600519.SH", dt.date(2024, 1, 16)) != 1.0  # other days still from the month file
     assert len(out) == len(_bars(SYMS, JAN1, JAN31))
     assert lake.raw_dates(day, day) == [day]
+    # the day moved into its day file: no file holds it twice (the next session costs no such rewrite)
+    month = lake.read_table(lake.paths.raw_month("bars", "2024-01", "synthetic")).to_pandas()
+    assert day not in set(month["trade_date"]) and len(month) == len(out) - len(SYMS)
 
 
 def test_a_day_write_that_empties_a_day_removes_it_from_the_month_file_too(lake):
