@@ -6,9 +6,10 @@ temporary Prefect server.
 - ``market``: ``--symbols`` synthetic stocks (``synthetic_universe``) x ``--years`` years:
   wall time, peak RSS of this process (and Dask workers' under ``--runner dask``), ingest
   rows/s (the ingest task runs' own seconds, from the ingestion log); ``--status`` also
-  times ``kline status`` on the lake built.
+  times ``kline status`` on the lake built (``--lake PATH`` keeps it there).
 
-Usage: python benchmarks/bench_scale.py index|market [--chunk-rows N] [--runner threads|dask]
+Both print the task runs' own seconds per task name (from the temporary server).
+Usage: python benchmarks/bench_scale.py index|market [--chunk-rows N] [--batch N] [--runner threads|dask]
 """
 
 from __future__ import annotations
