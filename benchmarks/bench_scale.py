@@ -6,9 +6,10 @@ temporary Prefect server.
 - ``market``: ``--symbols`` synthetic stocks (``synthetic_universe``) x ``--years`` years:
   wall time, peak RSS of this process (and Dask workers' under ``--runner dask``), ingest
   rows/s (the ingest task runs' own seconds, from the ingestion log); ``--status`` also
-  times ``kline status`` on the lake built.
+  times ``kline status`` on the lake built (``--lake PATH`` keeps it there).
 
-Usage: python benchmarks/bench_scale.py index|market [--chunk-rows N] [--runner threads|dask]
+Both print the task runs' own seconds per task name (from the temporary server).
+Usage: python benchmarks/bench_scale.py index|market [--chunk-rows N] [--batch N] [--runner threads|dask]
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def _peak_mb() -> tuple[float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
+def task_seconds() -> str:
+    """Task runs and their own seconds per task name on this benchmark's temporary server."""
+    from prefect.client.orchestration import get_client
+
+    per: dict[str, list[float]] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while runs := client.read_task_runs(limit=200, offset=offset):
+            for tr in runs:
+                per.setdefault(tr.name.split("-")[0], []).append(tr.total_run_time.total_seconds())
+            offset += len(runs)
+    return ", ".join(f"{k} {len(v)} x = {sum(v):.1f} s" for k, v in sorted(per.items()))
+
+
 def run_backfill(cfg: str, lake: str, start: str, end: str, **params) -> tuple[dict, float]:
     from flows.backfill import backfill_flow
 
@@ -63,6 +78,7 @@ def bench_index(args, d: Path) -> None:
     log = Lake(d / "lake").read_ingest_log()
     print(f"index backfill {start}..{end}: {out['ingested_rows']} rows in {out['chunks']} chunk(s), "
           f"{secs:.1f} s wall (ingest tasks {sum(e['seconds'] for e in log):.1f} s)")
+    print(f"task runs: {task_seconds()}")
 
 
 def bench_market(args, d: Path) -> None:
@@ -73,7 +89,7 @@ def bench_market(args, d: Path) -> None:
              f"[ingest]\nbackfill_chunk_rows = {args.chunk_rows}",
              f'[run]\ntask_runner = "{args.runner}"\ndask_workers = {args.dask_workers}\n'
              f"batch_symbols = {args.batch}", "[validation]\ndata_docs = true"]
-    lake = str(d / "lake")
+    lake = args.lake or str(d / "lake")
     out, secs = run_backfill(_config(d / "kline.toml", lines), lake, start, end)
     own, children = _peak_mb()
     log = Lake(lake).read_ingest_log()
@@ -83,6 +99,7 @@ def bench_market(args, d: Path) -> None:
           f"{len(log) // max(out['chunks'], 1)} batch(es), {secs:.1f} s wall "
           f"= {out['ingested_rows'] / secs:,.0f} rows/s end to end; ingest tasks {ingest_s:.1f} s = "
           f"{out['ingested_rows'] / ingest_s:,.0f} rows/s; peak RSS {own:,.0f} MB (children {children:,.0f} MB)")
+    print(f"task runs: {task_seconds()}")
     if args.status:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "flows.cli", "status", "--lake", lake], check=True,
@@ -104,6 +121,7 @@ def main() -> None:
     ap.add_argument("--runner", choices=["threads", "dask"], default="threads")
     ap.add_argument("--dask-workers", type=int, default=2)
     ap.add_argument("--status", action="store_true")
+    ap.add_argument("--lake", help="market: build the lake here (kept) instead of in a temporary folder")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness():
         (bench_index if args.what == "index" else bench_market)(args, Path(tmp))

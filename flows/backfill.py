@@ -3,8 +3,10 @@
 - data backfill (default): the daily ingest path over ``[start, end]`` in chunks of about
   ``ingest.backfill_chunk_rows`` bars (sessions per chunk = that // symbols per batch), each
   chunk ingested and validated per symbol batch by task runs cached and retried on their own
-  (an interrupted backfill redoes at most the chunk it was in), on the ``[run]`` task runner,
-  then features, training, backtest and the report once, as of ``end``;
+  (an interrupted backfill redoes at most the chunk it was in), on the ``[run]`` task runner:
+  as many batches as it runs at once go through every chunk before the next batches start,
+  then features, training, backtest and the report once, as of ``end``; it writes raw month
+  files (``kline.lake.partitions``: a later daily run's day file wins for its day);
 - replay (``replay=True``): the daily flow as of every session in ``[start, end]``, each its
   own flow run named after its date, point in time, with bounded concurrency; re-running a
   replay finds every stage cached.
@@ -32,7 +34,7 @@ from flows.stages import (
     with_history,
 )
 from kline.calendar import session_on_or_before, sessions_in_range
-from kline.ingestion import row_chunks
+from kline.ingestion import row_chunks, symbol_batches
 from kline.lake import Lake
 
 # Terminal progress callbacks (the CLI registers one): fn(done, total, label).
@@ -89,18 +91,24 @@ def backfill_flow(
     batch = min(len(span.symbols), settings.run.batch_symbols or len(span.symbols))
     chunks = row_chunks(a, b, sessions_in_range(a, b, universe_calendar(settings)), batch,
                         settings.ingest.backfill_chunk_rows)
+    steps = _steps(settings, list(span.symbols), chunks)
     artifact_id = create_progress_artifact(progress=0.0, key="backfill-progress",
                                            description=f"backfill {a}..{b}")
     summaries = []
     rows = 0
     notes: dict[str, dict] = {}
+    members: dict[tuple, set[str]] = {}
     with tags(*run_tags(settings, "backfill")):
         with task_runner(settings) as runner:
-            for i, (c0, c1) in enumerate(chunks, 1):
+            for i, (group, (c0, c1), label) in enumerate(steps, 1):
                 # a chunk covers the members of any of its days (no survivorship bias); it is
                 # logged as of its own end: what a daily run on that date would know
-                universe = list(universe_as_of(settings, c0, c1).symbols)
-                task, calls = ingest_calls(settings, [(universe, c0, c1)], None, refresh)
+                if (c0, c1) not in members:
+                    members[(c0, c1)] = set(universe_as_of(settings, c0, c1).symbols)
+                spans = [(s, c0, c1) for s in ([x for x in g if x in members[(c0, c1)]] for g in group) if s]
+                universe = [x for s, _, _ in spans for x in s]
+                task, calls = ingest_calls(settings, spans, None, refresh)
+                calls = [{**c, "layout": "month"} for c in calls]  # month files: ~20 per chunk, not ~500
                 with stage("ingest", universe):
                     refs = fan_out(runner, task, calls)
                 with stage("validate", universe):
@@ -109,7 +117,7 @@ def backfill_flow(
                     rows += ref["rows"]
                     for sym, n in (ref.get("provider_notes") or {}).items():  # vendor rows dropped or collapsed
                         notes.setdefault(sym, {}).update(n)
-                _progress(i, len(chunks), f"{c0}..{c1}", artifact_id)
+                _progress(i, len(steps), label, artifact_id)
         out = {"start": a.isoformat(), "end": b.isoformat(), "lake": lk.root, "ingested_rows": rows,
                "chunks": len(chunks), "row_notes": notes}
         if models:
@@ -122,6 +130,22 @@ def backfill_flow(
                 out.update(report=result["report"]["files"]["report.html"], summary=result["report"].get("summary"))
     logger.info("backfilled %d rows in %d chunk(s), %s..%s", rows, len(chunks), a, b)
     return out
+
+
+def _steps(settings, symbols: list[str], chunks: list[tuple]) -> list[tuple[list[list[str]], tuple, str]]:
+    """(symbol batches run side by side, chunk, progress label) in order: each group of as
+    many batches as the runner runs at once goes through every chunk, in date order, before
+    the next group starts, so a batch's symbols stay warm (a provider's per-symbol state) and
+    one batch's chunks are validated in order; one group (the default for up to
+    ``run.batch_symbols`` symbols) is plain chunk order."""
+    batches = symbol_batches(symbols, settings.run.batch_symbols)
+    if settings.run.task_runner == "dask":
+        lanes = max(1, settings.run.dask_workers) if not settings.run.dask_address else len(batches)
+    else:
+        lanes = max(1, settings.max_concurrency)
+    groups = [batches[i:i + lanes] for i in range(0, len(batches), lanes)] or [[]]
+    return [(g, c, f"{c[0]}..{c[1]}" + (f" (symbols {k}/{len(groups)})" if len(groups) > 1 else ""))
+            for k, g in enumerate(groups, 1) for c in chunks]
 
 
 def _replay(settings, a, b, config_file: str | None, refresh: bool) -> dict:

@@ -179,11 +179,14 @@ def ingest_range(
     start: dt.date,
     end: dt.date,
     as_of: dt.date | None = None,
+    layout: str = "day",
 ) -> dict:
-    """Fetch ``symbols`` over ``[start, end]``, merge into raw day partitions, log it.
+    """Fetch ``symbols`` over ``[start, end]``, merge into the raw layer, log it.
 
     ``as_of`` is the run date of the run that asked (default ``end``), kept in the log for
-    planning. Returns a small reference: source, range, partitions, row count, content hash.
+    planning. ``layout``: ``"day"`` files (daily runs) or ``"month"`` files (backfills) for
+    the bars, adjustment factors and limit prices (``kline.lake.partitions``).
+    Returns a small reference: source, range, partitions, row count, content hash.
     """
     t0 = time.perf_counter()
     # fetch everything before writing anything: a failed call retries the chunk from scratch
@@ -191,11 +194,12 @@ def ingest_range(
     factors = provider.fetch_adj_factor(list(symbols), start, end) if isinstance(provider, AdjFactorProvider) else None
     facts = (provider.fetch_instrument_facts(list(symbols), start, end)
              if isinstance(provider, InstrumentFactsProvider) else None)
-    written = lake.write_raw_bars(bars, provider.name, symbols=symbols, start=start, end=end)
-    adj_rows = lake.reference.write_adj_factor(factors, provider.name).rows if factors is not None else 0
+    written = lake.write_raw_bars(bars, provider.name, symbols=symbols, start=start, end=end, layout=layout)
+    adj_rows = (lake.reference.write_adj_factor(factors, provider.name, layout).rows
+                if factors is not None else 0)
     facts_rows: dict[str, int] = {}
     if facts is not None:
-        facts_rows["stk_limit"] = lake.reference.write_stk_limit(facts.stk_limit, provider.name).rows
+        facts_rows["stk_limit"] = lake.reference.write_stk_limit(facts.stk_limit, provider.name, layout).rows
         # an empty table is a fact not fetched (disabled, not permitted, no side file): keep
         # what is stored rather than replace it with nothing
         for table in ("listings", "st_periods"):

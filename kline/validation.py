@@ -357,7 +357,7 @@ def release_quarantine(lake: Lake, symbols: Iterable[str], start: dt.date, end: 
                 continue
             removed.append(df.loc[drop, KEY_COLUMNS])
             if drop.all():
-                lake.fs.rm(path)
+                lake.remove(path)
             else:
                 lake.atomic_write_table(path, table.filter(pa.array(~drop)))
     if not removed:

@@ -57,6 +57,7 @@ def ingest_chunk(
     as_of: str | None = None,
     source_version: str = "",
     calendars: dict | None = None,
+    layout: str = "day",
 ) -> dict:
     """Fetch ``symbols`` over ``[start, end]`` (ISO dates) into the raw layer, for a run as of
     ``as_of`` (default ``end``). ``source_version`` (``kline.ingestion.source_fingerprint``)
@@ -64,7 +65,8 @@ def ingest_chunk(
 
     ``settings`` is the ingest stage's sub-dict (``tasks._common.stage_settings``).
     ``calendars`` (``kline.calendar.layers_snapshot``) re-establishes the run's calendar
-    layers where the task runs in another process (a Dask worker).
+    layers where the task runs in another process (a Dask worker). ``layout``: raw day files
+    (daily runs) or month files (``"month"``, backfills; ``kline.lake.partitions``).
     Returns partition keys, row counts and the content hash, never data.
     """
     use_layers(calendars)
@@ -77,6 +79,7 @@ def ingest_chunk(
         dt.date.fromisoformat(start),
         dt.date.fromisoformat(end),
         as_of=dt.date.fromisoformat(as_of) if as_of else None,
+        layout=layout,
     )
     events.emit(events.INGESTED, events.data_resource(lake_root, "raw.bars"), "raw bars", lake_root, symbols,
                 {"start": start, "end": end, "rows": ref.get("rows"), "provider": s.provider,

@@ -4,7 +4,8 @@ per layer, each in its own module:
     paths.py      every path (the layout is documented there)
     files.py      atomic writes, reads, listings, locks; how an object store is reached
     locks.py      the lock on an object store (S3 conditional writes)
-    raw.py        ``lake.raw``: bars as fetched, one file per day and source
+    raw.py        ``lake.raw``: bars as fetched, day files (daily runs) and month files (backfills)
+    partitions.py day and month files of a raw table, read and written as one
     curated.py    ``lake.curated``: validated bars, one partition per year
     reference.py  ``lake.reference``: adjustment factors, limit prices, listings, ST periods
     log.py        ``lake.ingest_log``: one JSON line per ingest run

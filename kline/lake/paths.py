@@ -2,9 +2,10 @@
 
 Layout (relative to the root)::
 
-    raw/bars/trade_date=YYYY-MM-DD/<source>.parquet    provider output, one file per day
-    raw/adj_factor/trade_date=YYYY-MM-DD/<source>.parquet
-    raw/stk_limit/trade_date=YYYY-MM-DD/<source>.parquet    exchange limit prices per day
+    raw/bars/trade_date=YYYY-MM-DD/<source>.parquet    provider output: a day file (daily runs)
+    raw/bars/month=YYYY-MM/<source>.parquet            ... or a month file (backfills)
+    raw/adj_factor/{trade_date=YYYY-MM-DD,month=YYYY-MM}/<source>.parquet
+    raw/stk_limit/{trade_date=YYYY-MM-DD,month=YYYY-MM}/<source>.parquet   exchange limit prices
     reference/listings/<source>.parquet  reference/st_periods/<source>.parquet
                                                        instrument facts (kline.rules)
     curated/bars/year=YYYY/part.parquet                validated rows
@@ -14,6 +15,10 @@ Layout (relative to the root)::
     models/<name>/<version>/  models/<name>/champion.json
     backtests/<run>/  reports/<run_date>/
     _state/ingest_log/as_of=YYYY-MM.jsonl  _state/locks/  _state/prefect-results/
+
+The raw tables hold day files and month files side by side, read as one
+(``kline.lake.partitions``): for a source and a day, a day file wins over the month file's
+rows of that day. The month folder is the lock of both (``LakeFiles.lock_partition``).
 
 Every Parquet file ``<name>.parquet`` has ``<name>.parquet.hashes`` beside it
 (``kline.lake.files``: the hashes a reader accepts).
@@ -32,6 +37,8 @@ from kline.rules import LISTING_SCHEMA, ST_SCHEMA
 REFERENCE_TABLES: dict[str, pa.Schema] = {"listings": LISTING_SCHEMA, "st_periods": ST_SCHEMA}
 
 _PART_RE = re.compile(r"^trade_date=(\d{4}-\d{2}-\d{2})$")
+_MONTH_RE = re.compile(r"^month=(\d{4}-\d{2})$")
+RAW_KINDS = ("bars", "adj_factor", "stk_limit")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -55,6 +62,17 @@ def partition_day(name: str) -> dt.date | None:
     return dt.date.fromisoformat(m.group(1)) if m else None
 
 
+def partition_month(name: str) -> str | None:
+    """The ``YYYY-MM`` of a ``month=YYYY-MM`` folder name; None for any other name."""
+    m = _MONTH_RE.match(name)
+    return m.group(1) if m else None
+
+
+def month_of(day: dt.date) -> str:
+    """``YYYY-MM`` of a date: the month partition holding it."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 class LakePaths:
     """Builds every path in the lake from its root. Pure string functions, no IO."""
 
@@ -67,6 +85,23 @@ class LakePaths:
     def _day_file(self, kind: str, trade_date: dt.date, source: str) -> str:
         return self._join("raw", kind, f"trade_date={trade_date.isoformat()}",
                           f"{_safe_name(source, 'source')}.parquet")
+
+    def raw_dir(self, kind: str) -> str:
+        """Folder of one raw table (``bars``, ``adj_factor``, ``stk_limit``)."""
+        if kind not in RAW_KINDS:
+            raise ValueError(f"unknown raw table {kind!r}: one of {', '.join(RAW_KINDS)}")
+        return self._join("raw", kind)
+
+    def raw_day(self, kind: str, trade_date: dt.date, source: str) -> str:
+        """One source's day file of a raw table."""
+        self.raw_dir(kind)
+        return self._day_file(kind, trade_date, source)
+
+    def raw_month(self, kind: str, month: str, source: str) -> str:
+        """One source's month file of a raw table (``month``: ``YYYY-MM``), written by backfills."""
+        if not _MONTH_RE.match(f"month={month}"):
+            raise ValueError(f"ill-formed month {month!r}")
+        return f"{self.raw_dir(kind)}/month={month}/{_safe_name(source, 'source')}.parquet"
 
     def raw_bars_dir(self) -> str:
         return self._join("raw", "bars")

@@ -1,21 +1,28 @@
-"""The raw layer: bars as the provider returned them, one file per day and source."""
+"""The raw layer: bars as the provider returned them, per source in day files (daily runs)
+and month files (backfills), read as one (``kline.lake.partitions``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kline.lake.files import Store, WriteResult, content_hash
+from kline.lake.files import LakeFiles, Store, WriteResult, content_hash
+from kline.lake.partitions import DAY, DayMonthTable
 from kline.schema import BAR_SCHEMA, KEY_COLUMNS, empty_bars, to_table
 
 
 class RawBars(Store):
-    """``raw/bars/trade_date=YYYY-MM-DD/<source>.parquet``: written per fetch, read by validation."""
+    """``raw/bars/trade_date=YYYY-MM-DD/<source>.parquet`` and ``raw/bars/month=YYYY-MM/<source>.parquet``:
+    written per fetch, read by validation."""
+
+    def __init__(self, files: LakeFiles):
+        super().__init__(files)
+        # small day files: snappy writes in half zstd's time; size hardly differs
+        self.table = DayMonthTable(files, "bars", BAR_SCHEMA, compression="snappy")
 
     def write(
         self,
@@ -24,8 +31,10 @@ class RawBars(Store):
         symbols: Iterable[str] | None = None,
         start: dt.date | None = None,
         end: dt.date | None = None,
+        layout: str = DAY,
     ) -> WriteResult:
-        """Merge canonical bars into their day partitions, atomically, one lock per day.
+        """Merge canonical bars into day files (``layout="day"``, daily runs) or month files
+        (``"month"``, backfills), atomically, one lock per month.
 
         A fetch is authoritative for what it asked for: on each day it touches, its rows
         replace every stored row of the requested ``symbols`` (default: those in ``bars``) and
@@ -33,46 +42,25 @@ class RawBars(Store):
         the fetch no longer returns (a fixed bad date, a suspension) are removed too. Rows
         within one fetch are kept as sent, duplicates included, so validation can see them.
         """
-        files, paths = self.files, self.paths
-        table = to_table(bars).sort_by([("trade_date", "ascending"), ("symbol", "ascending")])
+        table = to_table(bars)
         asked = pa.array(sorted(set(symbols) if symbols is not None else set(bars["symbol"].dropna())),
                          pa.string())
-        days = table.column("trade_date").to_numpy()
-        starts = np.concatenate([[0], np.flatnonzero(days[1:] != days[:-1]) + 1]) if len(days) else np.array([], int)
-        ends = np.concatenate([starts[1:], [len(days)]]) if len(days) else np.array([], int)
-        slices = {pd.Timestamp(days[a]).date(): table.slice(a, b - a) for a, b in zip(starts, ends, strict=True)}
-        stale = []
-        if start is not None and end is not None:
-            # probe only the days this fetch did not return (cost independent of history)
-            for n in range((end - start).days + 1):
-                d = start + dt.timedelta(days=n)
-                if d not in slices and files.exists(paths.raw_bars(d, source)):
-                    stale.append(d)
-        def write_day(day: dt.date) -> str | None:
-            part = slices.get(day, table.schema.empty_table())
-            path = paths.raw_bars(day, source)
-            with files.lock_partition(path):
-                if files.exists(path):
-                    old = files.read_table(path)
-                    keep = pc.invert(pc.is_in(old.column("symbol"), value_set=asked))
-                    part = pa.concat_tables([old.filter(keep).cast(BAR_SCHEMA), part])
-                    part = part.sort_by([("symbol", "ascending")])
-                elif part.num_rows == 0:
-                    return None
-                if part.num_rows == 0:
-                    files.fs.rm(files._strip(path))  # the (locked) folder stays, empty
-                else:
-                    # small day files: snappy writes in half zstd's time; size hardly differs
-                    files.atomic_write_table(path, part, compression="snappy")
-            return f"trade_date={day.isoformat()}"
+        sent = pc.unique(table.column("trade_date"))
+        span = (start, end) if start is not None and end is not None else None
 
-        done = [write_day(d) for d in [*slices, *stale]]
-        partitions = [p for p in done if p is not None]
+        def drop(old: pa.Table) -> pa.Array:
+            dates = old.column("trade_date")
+            days = pc.is_in(dates, value_set=sent)
+            if span is not None:
+                days = pc.or_(days, pc.and_(pc.greater_equal(dates, span[0]), pc.less_equal(dates, span[1])))
+            return pc.and_(pc.is_in(old.column("symbol"), value_set=asked), days).fill_null(False)
+
+        partitions = self.table.write(table, source, drop, span, layout)
         return WriteResult(partitions, len(bars), content_hash(bars))
 
     def dates(self, start: dt.date | None = None, end: dt.date | None = None) -> list[dt.date]:
-        """Trade dates that have a raw partition, within ``[start, end]`` when given."""
-        return self.files.day_partitions(self.paths.raw_bars_dir(), start, end)
+        """Trade dates that have a raw day partition or rows in a month file, within ``[start, end]``."""
+        return self.table.dates(start, end)
 
     def read(
         self,
@@ -83,8 +71,8 @@ class RawBars(Store):
         columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Raw bars in ``[start, end]``, optionally for some symbols / one source. Only the
-        day partitions in range are opened; symbols are filtered with pushdown."""
-        tables = self.files.read_day_files(self.paths.raw_bars_dir(), start, end, symbols, source, columns)
+        partitions in range are opened; symbols and dates are filtered with pushdown."""
+        tables = self.table.read(start, end, symbols, source, columns)
         if not tables:
             return empty_bars()[list(columns)] if columns else empty_bars()
         df = pa.concat_tables(tables).to_pandas()

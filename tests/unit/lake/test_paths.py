@@ -19,5 +19,12 @@ def test_literal_paths(tmp_path):
     assert p.report_dir(D1) == f"{r}/reports/2024-01-02"
     assert p.ingest_log("2024-01") == f"{r}/_state/ingest_log/as_of=2024-01.jsonl"
     assert p.prefect_results() == f"{r}/_state/prefect-results"
+    assert p.raw_month("bars", "2024-01", "synthetic") == f"{r}/raw/bars/month=2024-01/synthetic.parquet"
+    assert p.raw_month("adj_factor", "2024-01", "file") == f"{r}/raw/adj_factor/month=2024-01/file.parquet"
+    assert p.raw_day("stk_limit", D1, "tushare") == f"{r}/raw/stk_limit/trade_date=2024-01-02/tushare.parquet"
     with pytest.raises(ValueError):
         p.raw_bars(D1, "../evil")
+    with pytest.raises(ValueError):
+        p.raw_month("bars", "2024-1", "synthetic")
+    with pytest.raises(ValueError):
+        p.raw_month("curated", "2024-01", "synthetic")
