@@ -73,9 +73,10 @@ def _universe_override(args: argparse.Namespace):
 
 
 def _settings(args: argparse.Namespace):
-    from flows._common import resolve_settings, use_calendars
-    from kline.calendar import CalendarError
+    from flows._common import calendar_codes, resolve_settings, use_calendars
+    from kline.calendar import CalendarError, configure, run_layers
     from kline.config import ConfigError
+    from kline.lake.files import CorruptFileError
     from kline.providers import ProviderConfigError
 
     try:
@@ -87,10 +88,18 @@ def _settings(args: argparse.Namespace):
             getattr(args, "source", None),
             getattr(args, "calendar", None),
         )
-        use_calendars(settings)  # the settings' holidays and the lake's cached vendor calendar
-        return settings
     except (ConfigError, ProviderConfigError, CalendarError) as exc:
         raise UsageError(str(exc)) from None
+    try:
+        use_calendars(settings)  # the settings' holidays and the lake's cached vendor calendar
+    except CalendarError as exc:
+        raise UsageError(str(exc)) from None
+    except CorruptFileError:
+        if getattr(args, "func", None) not in (cmd_status, cmd_repair):
+            raise
+        # status and repair must work on a damaged lake: the calendars without what the lake holds
+        configure(run_layers(settings.calendar, calendar_codes(settings)))
+    return settings
 
 
 def _check_inputs(settings, dates: Sequence[dt.date]) -> None:
@@ -139,13 +148,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     lake = Lake(settings.lake)
     integrity = scan(lake)
-    try:
+    rows, calendars, unreadable = [], [], None
+    try:  # both read the lake (calendars derived from raw dates read the raw files' dates)
         rows = lake_status(lake, settings)
+        calendars = [calendar_info(c) for c in sorted(calendar_codes(settings))]
     except CorruptFileError as exc:  # named below with the others
-        rows, unreadable = [], str(exc)
-    else:
-        unreadable = None
-    calendars = [calendar_info(c) for c in sorted(calendar_codes(settings))]
+        unreadable = str(exc)
     if args.json:
         print(json.dumps({"lake": lake.root, "symbols": rows, "calendars": calendars,
                           "integrity": integrity.to_dict()}, indent=2, default=str))

@@ -1,8 +1,9 @@
 """``kline repair``: rebuild what ``kline.lake.integrity.scan`` finds corrupt, from the source.
 
-- raw day files (``raw/bars``, ``raw/adj_factor``, ``raw/stk_limit``) and the instrument-fact
-  tables (``reference/``): fetched again from the provider that wrote them, over the
-  affected dates, for the symbols the ingestion log says were fetched there;
+- raw day and month files (``raw/bars``, ``raw/adj_factor``, ``raw/stk_limit``) and the
+  instrument-fact tables (``reference/``): fetched again from the provider that wrote them,
+  over the affected dates (a month file: the logged fetches' dates within its month, written
+  as a month file again), for the symbols the ingestion log says were fetched there;
 - curated year partitions: rebuilt from raw by validating the year again (quarantine too),
   and so is a curated year missing beside raw bars (a repair interrupted after removing it);
 - quarantine day files: validated again over that day;
@@ -38,6 +39,7 @@ class Plan:
     quarantine days, caches to remove, temporary files to remove."""
 
     raw_days: dict[str, set[dt.date]] = field(default_factory=dict)
+    raw_months: dict[str, set[str]] = field(default_factory=dict)  # source -> YYYY-MM
     reference: dict[str, set[str]] = field(default_factory=dict)
     curated_years: set[int] = field(default_factory=set)
     quarantine_days: set[dt.date] = field(default_factory=set)
@@ -66,6 +68,12 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
                                     f"run `kline repair --provider {stem}`")
             out.raw_days.setdefault(stem, set()).add(dt.date.fromisoformat(rel[2][len("trade_date="):]))
             out.refetched.append(path)
+        elif rel[0] == "raw" and len(rel) == 4 and rel[2].startswith("month="):
+            if stem != provider_name:
+                raise RepairRefused(f"{path} was fetched from {stem!r}, not from the provider {provider_name!r}: "
+                                    f"run `kline repair --provider {stem}`")
+            out.raw_months.setdefault(stem, set()).add(rel[2][len("month="):])
+            out.refetched.append(path)
         elif rel[0] == "reference" and len(rel) == 3:
             if stem != provider_name:
                 raise RepairRefused(f"{path} was fetched from {stem!r}, not from the provider {provider_name!r}: "
@@ -83,13 +91,18 @@ def plan(lake: Lake, report: IntegrityReport, provider_name: str) -> Plan:
             raise RepairRefused(f"{path} is a run's output ({'/'.join(rel[:1])}), not rebuilt by `kline repair`: "
                                 "delete it and run the pipeline for its date again")
     # a curated year missing beside raw bars (a repair interrupted after removing it) is rebuilt too
-    raw_years = {d.year for d in lake.raw_dates()}
+    raw_years = set(lake.raw.table.years())  # folder names: a damaged file is not read
     out.curated_years |= raw_years - set(lake.curated_years())
     for source, days in out.raw_days.items():
         for day in days:
             if not _logged_symbols(lake, source, day):
                 raise RepairRefused(f"the ingestion log names no symbol fetched from {source} on {day}: "
                                     f"run `kline backfill --refresh` over {day}")
+    for source, months in out.raw_months.items():
+        for month in months:
+            if _month_span(lake, source, month) is None:
+                raise RepairRefused(f"the ingestion log names no fetch from {source} in {month}: "
+                                    f"run `kline backfill --refresh` over {month}")
     for source in out.reference:
         if not _logged_symbols(lake, source):
             raise RepairRefused(f"the ingestion log names no fetch from {source}: run `kline backfill --refresh`")
@@ -105,6 +118,24 @@ def _logged_symbols(lake: Lake, source: str, day: dt.date | None = None) -> list
         if day is None or dt.date.fromisoformat(e["start"]) <= day <= dt.date.fromisoformat(e["end"]):
             out.update(dict.fromkeys(e.get("symbols", [])))
     return list(out)
+
+
+def _month_span(lake: Lake, source: str, month: str) -> tuple[dt.date, dt.date, list[str]] | None:
+    """The dates of ``month`` (``YYYY-MM``) the ingestion log's fetches from ``source`` covered,
+    as one span, and the symbols they fetched; None when no fetch reached that month."""
+    first = dt.date.fromisoformat(f"{month}-01")
+    last = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    lo = hi = None
+    symbols: dict[str, None] = {}
+    for e in lake.read_ingest_log():
+        if e.get("source") != source:
+            continue
+        s, t = max(first, dt.date.fromisoformat(e["start"])), min(last, dt.date.fromisoformat(e["end"]))
+        if s > t:
+            continue
+        lo, hi = min(lo or s, s), max(hi or t, t)
+        symbols.update(dict.fromkeys(e.get("symbols", [])))
+    return None if lo is None else (lo, hi, list(symbols))
 
 
 def forget_cached_results(lake: Lake, paths: list[str]) -> int:
@@ -135,7 +166,7 @@ def repair(settings: Settings, provider=None) -> list[str]:
     lake = Lake(settings.lake)
     report = scan(lake)
     todo = plan(lake, report, provider.name if provider is not None else settings.provider)
-    if provider is None and (todo.raw_days or todo.reference):
+    if provider is None and (todo.raw_days or todo.raw_months or todo.reference):
         from kline.providers import FatalProviderError, ProviderConfigError
         from tasks.secrets import prefect_secret_loader
 
@@ -159,6 +190,16 @@ def repair(settings: Settings, provider=None) -> list[str]:
             symbols = _logged_symbols(lake, source, day)
             ref = ingest_range(provider, lake, symbols, day, day)
             done.append(f"fetched {day} again from {source}: {ref.get('rows', 0)} rows, {len(symbols)} symbols")
+    for source, months in sorted(todo.raw_months.items()):
+        for month in sorted(months):
+            start, end, symbols = _month_span(lake, source, month)
+            ref = ingest_range(provider, lake, symbols, start, end, layout="month")
+            done.append(f"fetched {start}..{end} again from {source}: {ref.get('rows', 0)} rows, "
+                        f"{len(symbols)} symbols")
+    if todo.refetched:  # the calendar layers again, from the repaired raw layer, before validating
+        from flows._common import use_calendars
+
+        use_calendars(settings)
     for p in todo.revalidated:  # before any validation, which reads the quarantine it replaces
         lake.remove(p)
     spans = [(dt.date(y, 1, 1), dt.date(y, 12, 31), y) for y in sorted(todo.curated_years)]

@@ -103,6 +103,11 @@ class DayMonthTable:
                   if m is not None and (lo is None or m >= lo) and (hi is None or m <= hi)]
         return days, months
 
+    def years(self) -> list[int]:
+        """Years with a day or month folder, from the folder names alone (no file is read)."""
+        days, months = self._partitions(None, None)
+        return sorted({d.year for d in days} | {int(m[:4]) for m in months})
+
     def _sources(self, folder: str, source: str | None = None) -> list[str]:
         return [n[:-8] for n in self._names(folder) if _is_data(n) and (source is None or n == f"{source}.parquet")]
 

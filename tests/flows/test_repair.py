@@ -35,6 +35,20 @@ def test_each_layer_is_rebuilt_its_own_way(ingested):
     assert sorted(todo.remove) == sorted([panel, cal])
 
 
+def test_a_month_file_is_fetched_again_over_the_logged_dates_of_its_month(lake):
+    from flows.repair import _month_span
+
+    ingest_range(SyntheticProvider(), lake, ["600519.SH"], dt.date(2023, 12, 20), dt.date(2024, 1, 10), layout="month")
+    ingest_range(SyntheticProvider(), lake, ["000001.SZ"], dt.date(2024, 1, 15), dt.date(2024, 2, 2), layout="month")
+    month = lake.paths.raw_month("bars", "2024-01", "synthetic")
+    assert plan(lake, _report(month), "synthetic").raw_months == {"synthetic": {"2024-01"}}
+    start, end, symbols = _month_span(lake, "synthetic", "2024-01")
+    assert (start, end, sorted(symbols)) == (dt.date(2024, 1, 1), dt.date(2024, 1, 31), ["000001.SZ", "600519.SH"])
+    assert _month_span(lake, "synthetic", "2023-12")[:2] == (dt.date(2023, 12, 20), dt.date(2023, 12, 31))
+    with pytest.raises(RepairRefused, match="names no fetch from synthetic in 2023-06"):
+        plan(lake, _report(lake.paths.raw_month("bars", "2023-06", "synthetic")), "synthetic")
+
+
 def test_a_curated_year_missing_beside_raw_bars_is_rebuilt(ingested):
     assert plan(ingested, IntegrityReport(), "synthetic").curated_years == {2024}  # never validated yet
 

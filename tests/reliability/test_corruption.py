@@ -75,8 +75,8 @@ def test_damaged_files_are_named_never_read_and_repaired_from_the_source(reliabi
     assert want["curated/bars"][1] > 0 and want["features"][1] > 0
 
     damaged = {
-        lake / "raw/bars/trade_date=2023-09-04/synthetic.parquet": _truncate,
-        lake / "raw/bars/trade_date=2023-10-09/synthetic.parquet": _bitflip,
+        lake / "raw/bars/month=2023-09/synthetic.parquet": _truncate,  # a backfill writes month files
+        lake / "raw/bars/month=2023-10/synthetic.parquet": _bitflip,
         lake / "curated/bars/year=2023/part.parquet": _bitflip,
         next((lake / "features").rglob("panel.parquet")): _truncate,
     }
@@ -113,7 +113,7 @@ def test_damaged_files_are_named_never_read_and_repaired_from_the_source(reliabi
 
     repair = _run(_kline("repair", *common), env, tmp_path)
     assert repair.returncode == 0, repair.stderr[-3000:]
-    assert "fetched 2023-09-04 again" in repair.stdout and "curated year 2023 rebuilt" in repair.stdout
+    assert "fetched 2023-09-01..2023-09-30 again" in repair.stdout and "curated year 2023 rebuilt" in repair.stdout
     clean = _run(_kline("status", *common), env, tmp_path)
     assert clean.returncode == 0 and ", 0 corrupt," in clean.stdout and "0 unverified" in clean.stdout, clean.stdout
     got = _content(lake)
