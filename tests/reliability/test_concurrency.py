@@ -141,3 +141,57 @@ def test_two_processes_promoting_at_once_leave_one_consistent_champion(tmp_path)
         assert sum(c["refused"] for c in counts) > 0  # the torn candidate was tried, and refused
         figures.append({"trial": trial, "moves": moves, "refused": sum(c["refused"] for c in counts)})
     print(json.dumps(figures))
+
+
+@pytest.mark.e2e
+def test_two_replays_of_one_range_at_once(reliability_server, tmp_path):
+    """Two ``kline backfill --replay`` of the same sessions on one lake at once: both end 0,
+    every bar is stored once with the vendor's prices, every session has its report, and the
+    champion pointer's history is one chain (each move starts where the one before left it)."""
+    cfg = tmp_path / "kline.toml"
+    cfg.write_text(fast_config(SYMBOLS))
+    lake = tmp_path / "lake"
+    env = kline_env(reliability_server["env"], tmp_path / "home")
+    common = ["--lake", str(lake), "--config", str(cfg)]
+    # a champion from the week before, so each replayed session re-judges one and both
+    # replays race to retire (or keep) the same champion
+    first = subprocess.run([str(BIN / "kline"), "run", "--date", "2023-12-22", *common], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    lk = Lake(lake)
+    (seeded,) = registry.list_versions(lk, "lstm")
+    registry.set_champion(lk, "lstm", seeded, {"rule": "test: seeded"})
+    argv = ["backfill", "--replay", "--start", "2023-12-25", "--end", "2023-12-29", *common]
+    procs = [subprocess.Popen([str(BIN / "kline"), *argv], env=env, cwd=tmp_path, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-3000:] for o in outs]
+
+    raw = _bars(parquet_files(lake / "raw" / "bars"))
+    curated = _bars(parquet_files(lake / "curated" / "bars"))
+    for name, df in (("raw", raw), ("curated", curated)):
+        assert not df.duplicated(["symbol", "trade_date"]).any(), name
+    got = raw.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+    want = SyntheticProvider().fetch(list(SYMBOLS), got["trade_date"].min(), dt.date(2023, 12, 29))
+    want = want.sort_values(["symbol", "trade_date"]).reset_index(drop=True)
+    assert got["trade_date"].max() == dt.date(2023, 12, 29) and len(got) == len(want) >= 200
+    assert (got["close"].to_numpy() == want["close"].to_numpy()).all()
+    sessions = ["2023-12-25", "2023-12-26", "2023-12-27", "2023-12-28", "2023-12-29"]
+    for day in sessions:
+        assert (lake / "reports" / day / "report.html").is_file(), day
+    history = registry.champion_history(lk, "lstm")
+    assert history[0]["version"] == seeded
+    for before, after in zip([None, *history], history, strict=False):
+        assert after["previous"] == (before["version"] if before else None), (before, after)
+    assert sum(h["action"] == "retire" for h in history) <= 1  # one of the two judged it, not both
+    versions = registry.list_versions(lk, "lstm")
+    for v in versions[1:]:  # one decision recorded per replayed session, not two
+        assert len(list((lake / "models" / "lstm" / v).glob("promotion-*.json"))) == 1, v
+    assert len(versions) == 1 + len(sessions)
+    champ = registry.get_champion(lk, "lstm")
+    assert (champ["version"] if champ else None) == (history[-1]["version"] if history else None)
+    if champ:
+        registry.load_version(lk, "lstm", champ["version"])
+    print(json.dumps({"bars": len(got), "champion_moves": [(h["action"], h["version"]) for h in history],
+                      "stderr_lines": [len(o[1].splitlines()) for o in outs]}))
