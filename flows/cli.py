@@ -1,7 +1,9 @@
 """The ``kline`` command line.
 
 Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input (one plain line on
-stderr naming the problem; nothing is written to the lake). Prefect and Great Expectations
+stderr naming the problem; nothing is written to the lake), 3 the Prefect API at
+PREFECT_API_URL could not be reached or went away mid-run (one line; the stages finished
+before are cached, so re-running the same command resumes). Prefect and Great Expectations
 are imported only by the commands that run flows, so ``--help`` and ``status`` stay fast.
 """
 
@@ -16,7 +18,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_API = 0, 1, 2, 3
+# Prefect's client retries a lost API 5 times by default (2+4+...+32 s per request, over a
+# minute each); 3 rides out a restart of a few seconds and lets a dead server end the run soon
+API_RETRIES = "3"
 
 
 class UsageError(Exception):
@@ -117,6 +122,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _run_flow(fn, **params) -> tuple[int, Any]:
+    from flows.api_loss import quiet_console
+
+    quiet_console()  # a lost API: one line per failed call on the console, not a traceback each
     state = fn(**params, return_state=True)
     if state.is_completed():
         return EXIT_OK, state.result()
@@ -166,7 +174,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+_progress_open = False  # a progress bar is drawn without its newline yet
+
+
 def _terminal_progress(done: int, total: int, label: str) -> None:
+    global _progress_open
+    _progress_open = done < total
     width = 30
     filled = int(width * done / max(total, 1))
     end = "\n" if done >= total else ""
@@ -319,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kline",
         description="Daily A-share bars into a Parquet lake, validated, modelled and reported, on Prefect.",
-        epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input.",
+        epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input, 3 the Prefect API "
+               "could not be reached or went away (re-run to resume from the cached stages).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -364,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # kline runs offline by design: the temporary Prefect server must not phone home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", API_RETRIES)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -374,6 +389,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kline: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        from flows.api_loss import api_lost
+
+        lost = api_lost(exc)
+        if lost is None:
+            raise
+        url = os.environ.get("PREFECT_API_URL") or "the temporary Prefect server"
+        why = " ".join(str(lost).split()) or type(lost).__name__
+        print(f"{chr(10) if _progress_open else ''}kline: lost the Prefect API at {url} ({why}); the stages "
+              "finished before are cached: re-run the same command once the server is back", file=sys.stderr)
+        if argv is None:  # the program itself, not a caller in process: end now, or Prefect's event and log
+            # workers retry every queued item against the dead API for minutes; nothing of kline's is
+            # pending (every lake write is atomic and already done or abandoned)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_API)
+        return EXIT_API
 
 
 if __name__ == "__main__":
