@@ -31,12 +31,15 @@ from reliability.helpers import kline_env, parquet_files, table_digest, trials
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-RANGE = ("2023-09-01", "2023-12-29")
+# data only: ~80 sessions; with models the range starts earlier, past the ~100 sessions the
+# model stages need (kline.train_stage.sessions_needed), so train, backtest and report run
+RANGES = {False: ("2023-09-01", "2023-12-29"), True: ("2023-05-04", "2023-12-29")}
 SYMBOLS = ("000001.SH", "600519.SH", "000001.SZ")
 
 
 def _argv(lake: Path, cfg: Path, models: bool) -> list[str]:
-    return [sys.executable, str(HERE / "kline_paused.py"), "backfill", "--start", RANGE[0], "--end", RANGE[1],
+    start, end = RANGES[models]
+    return [sys.executable, str(HERE / "kline_paused.py"), "backfill", "--start", start, "--end", end,
             "--lake", str(lake), "--config", str(cfg), *([] if models else ["--data-only"])]
 
 
@@ -101,6 +104,8 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
     assert proc.returncode == 0, err[-3000:]
     want = fingerprint(tmp_path / "clean", models)
     assert want["curated"][1] > 0
+    if models:  # the model stages ran: weights, and the report's metrics and forecast
+        assert want["models"] and want["metrics.json"] and want["forecast.csv"], want
 
     rng = random.Random(1234 + models)
     figures = []
@@ -140,6 +145,7 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
         assert rerun.returncode == 0, (where, rerun.stderr[-3000:])
         got = fingerprint(lake, models)
         figures.append({"trial": i, "killed": where if killed else f"not killed ({where}: run ended first)",
+                        "clean_span_s": round(span, 1),
                         **left, "rerun_s": round(time.monotonic() - t1, 1),
                         "rows_compared": got["curated"][1] + got["raw"][1]})
         assert got == want, figures[-1]
