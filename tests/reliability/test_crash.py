@@ -67,7 +67,9 @@ def fingerprint(lake: Path, models: bool) -> dict[str, object]:
                          for p in sorted((lake / "models").rglob("*.pt"))}
         for name in ("metrics.json", "forecast.csv"):
             found = sorted((lake / "reports").rglob(name))
-            out[name] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in found]
+            # metrics.json names files by absolute path: the lake root is the one thing that may differ
+            out[name] = [hashlib.sha256(p.read_text().replace(str(lake), "<lake>").encode()).hexdigest()
+                         for p in found]
     return out
 
 
