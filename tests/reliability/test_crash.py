@@ -2,7 +2,8 @@
 
 ``kline backfill`` (data only by default; with models too in the long variant) runs in a
 child process and is killed with SIGKILL, at a moment drawn from a seeded generator over
-the span of an uninterrupted run, or inside a lake write (the temporary file complete, the
+the span of an uninterrupted run (with models, every fourth trial after training has begun
+writing ``models/``, so the kill lands in the model stages), or inside a lake write (the temporary file complete, the
 rename not done: ``kline_paused.py``). After each kill: every Parquet file a reader can see
 opens, no (symbol, trade_date) is stored twice in raw or curated bars, and a plain re-run
 (no lock left to block it) ends 0 with raw and curated bars equal, by content hash, to an
@@ -128,14 +129,19 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
                     time.sleep(0.05)
                 where = f"inside write #{pause_at} ({marker.read_text() if marker.exists() else 'finished first'})"
                 break
-            _first_write(proc, lake)
-            delay = rng.uniform(0.0, 0.8) * span * 0.5 ** attempt
+            if models and i % 4 == 2:  # inside the model stages: after training began writing models/
+                while not (lake / "models").exists() and proc.poll() is None:
+                    time.sleep(0.02)
+                delay, since = rng.uniform(0.0, 4.0) * 0.5 ** attempt, "models/ appeared"
+            else:
+                _first_write(proc, lake)
+                delay, since = rng.uniform(0.0, 0.8) * span * 0.5 ** attempt, "the first lake write"
             try:
                 proc.wait(delay)
             except subprocess.TimeoutExpired:
                 break
-        where = where if pause_at else (f"{delay:.1f}s after the first lake write (attempt {attempt + 1}; an "
-                                        f"uninterrupted run takes {span:.1f}s from there)")
+        where = where if pause_at else (f"{delay:.1f}s after {since} (attempt {attempt + 1}; an "
+                                        f"uninterrupted run takes {span:.1f}s from the first write)")
         killed = proc.poll() is None
         assert killed or pause_at, f"trial {i}: the run ended before the kill ({where})"
         if killed:
