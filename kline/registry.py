@@ -375,13 +375,13 @@ def forecast_next_session(lake: Lake, panel: pd.DataFrame, run_date: dt.date, na
     broken = champion_model = None
     if champ:
         try:
-            champion_model = load_version(lake, name, champ["version"])
+            champion_model = load_version(lake, name, champ["version"])  # its card loads too, or this raises
         except CheckpointError as exc:
             broken = f"persistence: the champion does not load, {exc}"
             log.warning("forecasting persistence: the champion %s/%s does not load: %s", name, champ["version"], exc)
             champ = None
     if champ and dt.date.fromisoformat(read_card(lake, name, champ["version"])["run_date"]) > run_date:
-        champ = None
+        champ = None  # trained after the run date (a replay): point in time, persistence
     close = panel.loc[date_mask(panel["trade_date"].to_numpy(), [run_date]), ["symbol", "trade_date", "close"]]
     close = close.assign(trade_date=pd.to_datetime(close["trade_date"]).dt.date)
     if champ:
