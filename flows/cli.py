@@ -3,7 +3,9 @@
 Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input (one plain line on
 stderr naming the problem; nothing is written to the lake), 3 a corrupt lake file (named;
 ``kline repair`` rebuilds it), 4 a lake write failed on a disk fault (path and errno named;
-the previous version is intact). Prefect and Great Expectations
+the previous version is intact), 5 the Prefect API at PREFECT_API_URL could not be reached
+or went away mid-run (one line; the stages finished before are cached, so re-running the
+same command resumes). Prefect and Great Expectations
 are imported only by the commands that run flows, so ``--help`` and ``status`` stay fast.
 """
 
@@ -20,6 +22,10 @@ from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CORRUPT, EXIT_DISK = 3, 4  # kline.lake.files.CorruptFileError / LakeWriteError .exit_code
+EXIT_API = 5
+# Prefect's client retries a lost API 5 times by default (2+4+...+32 s per request, over a
+# minute each); 3 rides out a restart of a few seconds and lets a dead server end the run soon
+API_RETRIES = "3"
 
 
 class UsageError(Exception):
@@ -187,6 +193,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _run_flow(fn, **params) -> tuple[int, Any]:
+    from flows.api_loss import quiet_console
+
+    quiet_console()  # a lost API: one line per failed call on the console, not a traceback each
     state = fn(**params, return_state=True)
     if state.is_completed():
         return EXIT_OK, state.result()
@@ -241,7 +250,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
+_progress_open = False  # a progress bar is drawn without its newline yet
+
+
 def _terminal_progress(done: int, total: int, label: str) -> None:
+    global _progress_open
+    _progress_open = done < total
     width = 30
     filled = int(width * done / max(total, 1))
     end = "\n" if done >= total else ""
@@ -398,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kline",
         description="Daily A-share bars into a Parquet lake, validated, modelled and reported, on Prefect.",
         epilog="Exit codes: 0 done, 1 a pipeline stage failed, 2 bad usage or input, 3 a corrupt lake file "
-               "(`kline repair`), 4 a lake write failed on a disk fault.",
+               "(`kline repair`), 4 a lake write failed on a disk fault, 5 the Prefect API could not be "
+               "reached or went away (re-run to resume from the cached stages).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -447,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # kline runs offline by design: the temporary Prefect server must not phone home
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", API_RETRIES)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -460,10 +476,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as exc:
         code = getattr(exc, "exit_code", None)
-        if not isinstance(code, int) or not getattr(exc, "path", None):
+        if isinstance(code, int) and getattr(exc, "path", None):
+            print(f"kline: {exc}", file=sys.stderr)  # a corrupt lake file or a disk fault outside a flow
+            return code
+        from flows.api_loss import api_lost
+
+        lost = api_lost(exc)
+        if lost is None:
             raise
-        print(f"kline: {exc}", file=sys.stderr)  # a corrupt lake file or a disk fault outside a flow
-        return code
+        url = os.environ.get("PREFECT_API_URL") or "the temporary Prefect server"
+        why = " ".join(str(lost).split()) or type(lost).__name__
+        print(f"{chr(10) if _progress_open else ''}kline: lost the Prefect API at {url} ({why}); the stages "
+              "finished before are cached: re-run the same command once the server is back", file=sys.stderr)
+        if argv is None:  # the program itself, not a caller in process: end now, or Prefect's event and log
+            # workers retry every queued item against the dead API for minutes; nothing of kline's is
+            # pending (every lake write is atomic and already done or abandoned)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_API)
+        return EXIT_API
 
 
 if __name__ == "__main__":

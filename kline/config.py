@@ -121,6 +121,7 @@ class FileConfig:
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # canonical name -> file column
     calendars: dict[str, str] = dataclasses.field(default_factory=dict)  # per-symbol calendar code
     estimate_amount: bool = True  # no amount column: volume * (O+H+L+C)/4, else NaN
+    max_mb: int = 512  # a vendor file larger than this is refused before it is read (MiB)
 
 
 @_section

@@ -17,7 +17,7 @@ from kline.calendar import (
     today,
 )
 from kline.config import ConfigError, Settings
-from kline.instruments import instrument, validate_symbol
+from kline.instruments import SymbolError, instrument, validate_symbol
 
 
 def check_settings(settings: Settings) -> None:
@@ -76,6 +76,7 @@ def number_bounds(s: Settings) -> list[tuple[str, float, float, float]]:
         ("tushare.calls_per_minute", s.tushare.calls_per_minute, 1, 100_000),
         ("tushare.timeout_s", s.tushare.timeout_s, 0.1, 3600),
         ("max_concurrency", s.max_concurrency, 1, 64),
+        ("file.max_mb", s.file.max_mb, 1, 1_048_576),
     ]
 
 
@@ -97,9 +98,18 @@ def check_lake(settings: Settings) -> None:
         raise ConfigError(f"lake {path}: read-only (no write permission on {probe})")
 
 
+# more codes than the whole A-share market lists (about 5 400 stocks): a list this long is a
+# mistake (a pasted file, a loop gone wrong), and the whole market is ``universe = "all"``
+MAX_SYMBOLS = 6000
+
+
 def check_symbols(settings: Settings) -> None:
-    """Raise SymbolError for an ill-formed symbol (paths included) or a foreign one without
-    a calendar; foreign tickers are allowed only for file imports."""
+    """Raise SymbolError for more than ``MAX_SYMBOLS`` codes, an ill-formed symbol (paths
+    included) or a foreign one without a calendar; foreign tickers are allowed only for
+    file imports. The message names one code, never the list."""
+    if len(settings.symbols) > MAX_SYMBOLS:
+        raise SymbolError(f"symbols: {len(settings.symbols)} codes given, more than the {MAX_SYMBOLS} a list may "
+                          'hold; for the whole market set universe = "all"')
     foreign_ok = settings.provider == "file"
     for sym in settings.symbols:
         validate_symbol(sym, allow_foreign=foreign_ok)

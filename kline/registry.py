@@ -14,8 +14,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import platform
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,8 @@ from kline.presets import feature_config, resolve_preset
 CARD = "card.json"
 WEIGHTS = "weights.pt"
 STATE = "state.json"
+HISTORY = "champion-history.json"  # beside champion.json; ends .json so list_versions skips it
+log = logging.getLogger(__name__)
 # TrainConfig fields that decide *when* to train, not *what* is trained.
 _POLICY_FIELDS = ("retrain", "retrain_every", "device", "threads")
 
@@ -100,17 +106,44 @@ def read_card(lake: Lake, name: str, version: str) -> dict:
     return json.loads(lake.read_text(f"{lake.paths.model_dir(name, version)}/{CARD}"))
 
 
+class CheckpointError(ValueError):
+    """A registered version whose files do not load (truncated, corrupt, missing): the
+    message is one line naming the path."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 def load_version(lake: Lake, name: str, version: str) -> Forecaster:
-    """The forecaster stored as ``name/version``, ready to predict exactly as when saved."""
-    card = read_card(lake, name, version)
+    """The forecaster stored as ``name/version``, ready to predict exactly as when saved.
+    Raises ``CheckpointError`` (one line naming the file) when its card, weights or state
+    cannot be read back."""
     d = lake.paths.model_dir(name, version)
-    features = feature_config(card["features"]) if "features" in card else None
-    if not card.get("weights_file"):
-        return zoo.from_state(name, json.loads(lake.read_text(f"{d}/{STATE}")), features)
-    weights = torch.load(io.BytesIO(lake.read_bytes(f"{d}/{WEIGHTS}")), map_location="cpu", weights_only=True)
-    f = zoo.from_state(name, card["state"], features, weights)
+    path = f"{d}/{CARD}"
+    try:
+        card = read_card(lake, name, version)
+        features = feature_config(card["features"]) if "features" in card else None
+        if not card.get("weights_file"):
+            path = f"{d}/{STATE}"
+            return zoo.from_state(name, json.loads(lake.read_text(path)), features)
+        path = f"{d}/{card['weights_file']}"
+        weights = torch.load(io.BytesIO(lake.read_bytes(path)), map_location="cpu", weights_only=True)
+        f = zoo.from_state(name, card["state"], features, weights)
+    except Exception as exc:  # noqa: BLE001 - whatever a torn file raises, the caller needs the path
+        raise CheckpointError(f"model checkpoint {path} does not load ({_one_line(exc)})") from exc
     f.version = version  # as save_version named it
     return f
+
+
+def checkpoint_error(lake: Lake, name: str, version: str) -> str | None:
+    """None when ``name/version`` loads, else the one-line reason it does not."""
+    try:
+        load_version(lake, name, version)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
 
 
 def list_versions(lake: Lake, name: str) -> list[str]:
@@ -125,14 +158,71 @@ def list_versions(lake: Lake, name: str) -> list[str]:
     return [v for _, v in sorted(out)]
 
 
-def set_champion(lake: Lake, name: str, version: str, decision: dict) -> dict:
-    """Point ``name``'s champion at an existing ``version``, recording why (``decision``)."""
-    if version not in list_versions(lake, name):
-        raise ValueError(f"no registered version {name}/{version}")
-    pointer = {"name": name, "version": version, "decision": decision,
-               "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+_held = threading.local()
+
+
+@contextmanager
+def champion_lock(lake: Lake, name: str) -> Iterator[None]:
+    """Hold ``name``'s champion lock (a lake lock: across processes locally, across
+    machines on S3) for a read-judge-write of the pointer. Re-entrant within a thread, so
+    ``set_champion``/``retire_champion`` inside a held lock do not wait on themselves."""
+    key = (lake.root, name)
+    depth = getattr(_held, "depth", None)
+    if depth is None:
+        depth = _held.depth = {}
+    if depth.get(key):
+        depth[key] += 1
+        try:
+            yield
+        finally:
+            depth[key] -= 1
+        return
+    with lake.lock(f"champion-{name}"):
+        depth[key] = 1
+        try:
+            yield
+        finally:
+            depth[key] = 0
+
+
+def _history_path(lake: Lake, name: str) -> str:
+    return f"{lake.paths.champion(name).rsplit('/', 1)[0]}/{HISTORY}"
+
+
+def champion_history(lake: Lake, name: str) -> list[dict]:
+    """Every move of ``name``'s champion pointer, oldest first: ``{seq, action (promote |
+    retire), version, previous, set_at, why}``; each entry's ``previous`` is the version the
+    entry before it left (None: no champion)."""
+    path = _history_path(lake, name)
+    return json.loads(lake.read_text(path)) if lake.exists(path) else []
+
+
+def _move(lake: Lake, name: str, pointer: dict, action: str, why: dict) -> dict:
+    """Write ``pointer`` and append the move to the history; the caller holds the lock.
+    The history goes first: a crash between the two leaves a history one move ahead, never a
+    pointer the history does not explain."""
+    champ = get_champion(lake, name)
+    history = champion_history(lake, name)
+    history.append({"seq": len(history) + 1, "action": action, "version": pointer["version"],
+                    "previous": champ["version"] if champ else None, "set_at": pointer["set_at"], "why": why})
+    lake.atomic_write_text(_history_path(lake, name), _json(history))
     lake.atomic_write_text(lake.paths.champion(name), _json(pointer))
     return pointer
+
+
+def set_champion(lake: Lake, name: str, version: str, decision: dict) -> dict:
+    """Point ``name``'s champion at an existing ``version``, recording why (``decision``),
+    under the champion lock. Raises ``ValueError`` for an unknown version and
+    ``CheckpointError`` for one whose checkpoint does not load (it never becomes champion)."""
+    with champion_lock(lake, name):
+        if version not in list_versions(lake, name):
+            raise ValueError(f"no registered version {name}/{version}")
+        why = checkpoint_error(lake, name, version)
+        if why:
+            raise CheckpointError(f"not promoting {name}/{version}: {why}")
+        pointer = {"name": name, "version": version, "decision": decision,
+                   "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+        return _move(lake, name, pointer, "promote", jsonable(decision))
 
 
 def get_champion(lake: Lake, name: str) -> dict | None:
@@ -146,13 +236,14 @@ def get_champion(lake: Lake, name: str) -> dict | None:
 
 
 def retire_champion(lake: Lake, name: str, verdict: dict) -> dict:
-    """Retire ``name``'s champion: the pointer keeps no version, only the retired one and
-    why (``verdict``); until a candidate is promoted the forecast is persistence."""
-    champ = get_champion(lake, name)
-    pointer = {"name": name, "version": None, "retired": champ["version"] if champ else None,
-               "verdict": verdict, "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    lake.atomic_write_text(lake.paths.champion(name), _json(pointer))
-    return pointer
+    """Retire ``name``'s champion under the champion lock: the pointer keeps no version, only
+    the retired one and why (``verdict``); until a candidate is promoted the forecast is
+    persistence."""
+    with champion_lock(lake, name):
+        champ = get_champion(lake, name)
+        pointer = {"name": name, "version": None, "retired": champ["version"] if champ else None,
+                   "verdict": verdict, "set_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+        return _move(lake, name, pointer, "retire", jsonable(verdict))
 
 
 def attach_evidence(lake: Lake, name: str, version: str, evidence: dict) -> dict:
@@ -236,6 +327,13 @@ def decide_training(
         if (cc["feature_fingerprint"] == feature_fingerprint(feats) and cc["model_shape"] == model_shape(tcfg)
                 and as_of(cc)):
             warm = champ["version"]
+            why = checkpoint_error(lake, "lstm", warm)
+            if why:
+                log.warning("not warm-starting from the champion: %s", why)
+                warm = None
+    if same and (why := checkpoint_error(lake, "lstm", same[-1])):
+        # a torn checkpoint is never reused: training the same inputs rewrites the same version whole
+        return TrainDecision(True, f"retraining: {why}", warm_start=warm)
     if not same:
         return TrainDecision(True, "no model with this config yet", warm_start=warm)
     last = read_card(lake, "lstm", same[-1])
@@ -270,16 +368,27 @@ def forecast_next_session(lake: Lake, panel: pd.DataFrame, run_date: dt.date, na
 
     With no champion, or only one trained as of a later date (a replay of an old session),
     the forecast is persistence: ``pred_return`` 0, ``pred_close`` the last close, labelled
-    ``basis`` = ``PERSISTENCE_BASIS``. Returns the frame (``FORECAST_COLUMNS``) and
+    ``basis`` = ``PERSISTENCE_BASIS``; a champion whose checkpoint does not load falls back
+    the same way, its ``basis`` naming the file and why (and a warning is logged). Returns the frame (``FORECAST_COLUMNS``) and
     ``{model, version, basis}``."""
     champ = get_champion(lake, name)
+    broken = champion_model = None
+    if champ:
+        try:
+            champion_model = load_version(lake, name, champ["version"])  # its card loads too, or this raises
+        except CheckpointError as exc:
+            broken = f"persistence: the champion does not load, {exc}"
+            log.warning("forecasting persistence: the champion %s/%s does not load: %s", name, champ["version"], exc)
+            champ = None
+    if champ and dt.date.fromisoformat(read_card(lake, name, champ["version"])["run_date"]) > run_date:
+        champ = None  # trained after the run date (a replay): point in time, persistence
     close = panel.loc[date_mask(panel["trade_date"].to_numpy(), [run_date]), ["symbol", "trade_date", "close"]]
     close = close.assign(trade_date=pd.to_datetime(close["trade_date"]).dt.date)
-    if champ and dt.date.fromisoformat(read_card(lake, name, champ["version"])["run_date"]) <= run_date:
+    if champ:
         model, version, basis = name, champ["version"], "champion"
-        pred = load_version(lake, name, version).predict(panel, [run_date])
+        pred = champion_model.predict(panel, [run_date])
     else:
-        model, version, basis = "persistence", None, PERSISTENCE_BASIS
+        model, version, basis = "persistence", None, broken or PERSISTENCE_BASIS
         rows = panel.loc[date_mask(panel["trade_date"].to_numpy(), [run_date])]
         pred = prediction_frame(rows["symbol"].to_numpy(), rows["trade_date"].to_numpy(),
                                 rows["target_date"].to_numpy(), np.zeros(len(rows)), model, "", None)

@@ -139,13 +139,14 @@ def promote(lake_root: str, settings: dict, run_date: str, backtest_ref: dict, c
     metric = s.backtest.promote_metric
     symbols = summary.get("symbols") or []
     recorded = f"{lake.paths.model_dir(name, version)}/promotion-{run_date}.json" if version else None
-    previous = json.loads(lake.read_text(recorded)) if recorded and lake.exists(recorded) else None
-    serving = registry.get_champion(lake, name)  # the champion this run started with
-    if previous and previous.get("backtest_run") == backtest_ref["run"]:
-        decision = previous  # decided already (the champion pointer moved then, if at all)
-    else:
-        decision = _decide(lake, s, name, version, summary, run_date, backtest_ref, recorded, features_path)
-        _announce(decision, lake_root, name, version, metric, run_date, symbols)
+    with registry.champion_lock(lake, name):  # read-judge-write: one promoter at a time, across processes
+        previous = json.loads(lake.read_text(recorded)) if recorded and lake.exists(recorded) else None
+        serving = registry.get_champion(lake, name)  # the champion this run started with
+        if previous and previous.get("backtest_run") == backtest_ref["run"]:
+            decision = previous  # decided already (the champion pointer moved then, if at all)
+        else:
+            decision = _decide(lake, s, name, version, summary, run_date, backtest_ref, recorded, features_path)
+            _announce(decision, lake_root, name, version, metric, run_date, symbols)
     if alerts is not None:
         decision = {**decision, "decay": _check_decay(lake, serving, name, backtest_ref, alerts, run_date, symbols)}
     return decision
@@ -168,6 +169,8 @@ def _champion_rows(lake: Lake, name: str, day: dt.date, summary: dict, features_
     dates = [dt.date.fromisoformat(d) for d in summary["test_dates"]]
     try:
         rows = out_of_sample(registry.load_version(lake, name, champ["version"]), panel, dates)
+    except registry.CheckpointError as exc:
+        return champ, pd.DataFrame(columns=["model", "symbol", "trade_date", "pred_return", "realised"]), str(exc)
     except (KeyError, ValueError) as exc:
         return champ, pd.DataFrame(columns=["model", "symbol", "trade_date", "pred_return", "realised"]), \
             f"the champion cannot predict on this run's features: {exc}"

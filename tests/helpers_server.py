@@ -37,7 +37,11 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
     """Signal the process group started with ``start_new_session``; SIGKILL it if it lingers."""
-    os.killpg(proc.pid, sig)
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # already gone (a test killed it)
+        proc.wait(10)
+        return
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -49,7 +53,8 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
 def running_server(home: Path, extra_env: dict[str, str] | None = None, log_level: str = "WARNING",
                    timeout: float = 120, what: str = "the Prefect server") -> Iterator[dict]:
     """A `prefect server start` on a free loopback port with ``home`` as PREFECT_HOME, until
-    the block ends: ``{"url", "env", "home"}``, ``env`` pointing a child process at it."""
+    the block ends: ``{"url", "env", "home", "proc"}``, ``env`` pointing a child process at it
+    (``proc`` leads its own process group)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -67,7 +72,7 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None, log_leve
     try:
         wait_until(healthy, timeout, what)
         assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-        yield {"url": url, "env": env, "home": home}
+        yield {"url": url, "env": env, "home": home, "proc": proc}
     finally:
         stop_group(proc, signal.SIGTERM, 20)
         log.close()

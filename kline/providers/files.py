@@ -177,6 +177,7 @@ class FileProvider:
         columns: Mapping[str, str] | None = None,
         calendars: Mapping[str, str] | None = None,
         estimate_amount: bool = True,
+        max_mb: int = 512,
     ):
         if not str(source or "").strip():
             raise ProviderConfigError(
@@ -196,6 +197,7 @@ class FileProvider:
                                       f"use {', '.join(REQUIRED + OPTIONAL)}")
         self.calendars = dict(calendars or {})
         self.estimate_amount = estimate_amount
+        self.max_bytes = max_mb * 2**20
         self._cache: dict[tuple[str, str], tuple[tuple[float, int], _Parsed]] = {}
         self.last_fetch_report: dict[str, Any] = {}
 
@@ -275,6 +277,10 @@ class FileProvider:
         return parsed
 
     def _parse(self, symbol: str, path: Path) -> _Parsed:
+        size = path.stat().st_size
+        if size > self.max_bytes:  # refused before a byte is read: pandas would hold it all in memory
+            raise FatalProviderError(f"{path}: {size / 2**20:,.0f} MiB, over the {self.max_bytes // 2**20} MiB a "
+                                     "vendor file may have ([file] max_mb); split it per symbol or raise the limit")
         try:
             raw = read_table_file(path)
         except (OSError, ValueError) as exc:
@@ -450,6 +456,6 @@ def make_file_provider(settings: Any) -> FileProvider:
     """Provider from ``Settings`` (its ``file`` section), with the configured symbols checked:
     ProviderConfigError (CLI exit 2) for a missing source, file or calendar."""
     cfg = settings.file
-    provider = FileProvider(cfg.source, cfg.calendar, cfg.columns, cfg.calendars, cfg.estimate_amount)
+    provider = FileProvider(cfg.source, cfg.calendar, cfg.columns, cfg.calendars, cfg.estimate_amount, cfg.max_mb)
     provider.resolve(settings.symbols)
     return provider

@@ -1,5 +1,5 @@
-"""Bad input, table-driven: one clear line on stderr, exit 2, and the lake byte for byte as it
-was (every file hashed before and after). The lake holds a month of ingested bars first, so
+"""Bad input, table-driven: one clear line (under 800 characters) on stderr, exit 2, and the
+lake byte for byte as it was (every file hashed before and after). The lake holds a month of ingested bars first, so
 "as it was" is not simply "absent". Each case runs ``kline`` in process against a real
 Prefect server, so a case that wrongly starts a flow still runs (and is caught writing)."""
 
@@ -54,6 +54,16 @@ CASES = [
     ("vendor-symlink-out", [*BF, "--provider", "file", "--calendar", "XNYS", "--data-only", "--source", "{tmp}/v"],
      {"v/SPX.csv": "symlink:../outside.csv", "outside.csv": GOOD_CSV}, "outside"),
     ("lake-is-a-file", [*BF, "--data-only", "--lake", "{tmp}/afile"], {"afile": "not a lake"}, "afile"),
+    # a 2 GiB file (sparse: a good header and rows, then zeros) is refused by its size, unread
+    ("vendor-2gb-file", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv"], {"v/SPX.csv": f"sparse:{2 * 2**30}"},
+     "over the 512 MiB a vendor file may have ([file] max_mb)"),
+    ("vendor-over-max-mb", [*BF, *VENDOR, "--source", "{tmp}/v/SPX.csv", "--config", "{tmp}/k.toml"],
+     {"v/SPX.csv": f"sparse:{3 * 2**20}", "k.toml": "[file]\nmax_mb = 2\n"}, "3 MiB, over the 2 MiB"),
+    ("max-mb-zero", ["run", "--config", "{tmp}/bad.toml"], {"bad.toml": "[file]\nmax_mb = 0\n"}, "file.max_mb"),
+    ("ten-thousand-symbols", ["run", "--symbols", ",".join(f"{i:06d}.SZ" for i in range(10_000))], {},
+     "10000 codes given, more than the 6000"),
+    ("thousands-with-one-ill-formed", ["run", "--symbols", ",".join(
+        f"{i:06d}.SZ" if i != 3999 else "3999.SZ" for i in range(5000))], {}, "ill-formed symbol '3999.SZ'"),
 ]
 
 
@@ -70,6 +80,9 @@ def _materialise(tmp: Path, files: dict) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str) and content.startswith("symlink:"):
             p.symlink_to(content.removeprefix("symlink:"))
+        elif isinstance(content, str) and content.startswith("sparse:"):
+            p.write_text(GOOD_CSV)
+            os.truncate(p, int(content.removeprefix("sparse:")))  # no blocks written: fast, and no disk used
         elif isinstance(content, bytes):
             p.write_bytes(content)
         else:
@@ -83,6 +96,7 @@ def _check(argv, lake: Path, tmp: Path, capsys, message: str, watched: list[Path
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code == 2, err[-2000:]
     assert len(lines) == 1 and lines[0].startswith("kline: ") and message in lines[0], err[-2000:]
+    assert len(lines[0]) < 800, lines[0][:2000]  # one line, not a wall (of codes, say)
     assert {str(w): tree_digest(w) for w in watched} == before  # not a byte changed
 
 

@@ -2,7 +2,8 @@
 
 ``kline backfill`` (data only by default; with models too in the long variant) runs in a
 child process and is killed with SIGKILL, at a moment drawn from a seeded generator over
-the span of an uninterrupted run, or inside a lake write (the temporary file complete, the
+the span of an uninterrupted run (with models, every fourth trial after training has begun
+writing ``models/``, so the kill lands in the model stages), or inside a lake write (the temporary file complete, the
 rename not done: ``kline_paused.py``). After each kill: every Parquet file a reader can see
 opens, no (symbol, trade_date) is stored twice in raw or curated bars, and a plain re-run
 (no lock left to block it) ends 0 with raw and curated bars equal, by content hash, to an
@@ -31,12 +32,15 @@ from reliability.helpers import kline_env, parquet_files, table_digest, trials
 pytestmark = pytest.mark.e2e
 
 HERE = Path(__file__).resolve().parent
-RANGE = ("2023-09-01", "2023-12-29")
+# data only: ~80 sessions; with models the range starts earlier, past the ~100 sessions the
+# model stages need (kline.train_stage.sessions_needed), so train, backtest and report run
+RANGES = {False: ("2023-09-01", "2023-12-29"), True: ("2023-05-04", "2023-12-29")}
 SYMBOLS = ("000001.SH", "600519.SH", "000001.SZ")
 
 
 def _argv(lake: Path, cfg: Path, models: bool) -> list[str]:
-    return [sys.executable, str(HERE / "kline_paused.py"), "backfill", "--start", RANGE[0], "--end", RANGE[1],
+    start, end = RANGES[models]
+    return [sys.executable, str(HERE / "kline_paused.py"), "backfill", "--start", start, "--end", end,
             "--lake", str(lake), "--config", str(cfg), *([] if models else ["--data-only"])]
 
 
@@ -64,7 +68,9 @@ def fingerprint(lake: Path, models: bool) -> dict[str, object]:
                          for p in sorted((lake / "models").rglob("*.pt"))}
         for name in ("metrics.json", "forecast.csv"):
             found = sorted((lake / "reports").rglob(name))
-            out[name] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in found]
+            # metrics.json names files by absolute path: the lake root is the one thing that may differ
+            out[name] = [hashlib.sha256(p.read_text().replace(str(lake), "<lake>").encode()).hexdigest()
+                         for p in found]
     return out
 
 
@@ -101,6 +107,8 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
     assert proc.returncode == 0, err[-3000:]
     want = fingerprint(tmp_path / "clean", models)
     assert want["curated"][1] > 0
+    if models:  # the model stages ran: weights, and the report's metrics and forecast
+        assert want["models"] and want["metrics.json"] and want["forecast.csv"], want
 
     rng = random.Random(1234 + models)
     figures = []
@@ -121,14 +129,19 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
                     time.sleep(0.05)
                 where = f"inside write #{pause_at} ({marker.read_text() if marker.exists() else 'finished first'})"
                 break
-            _first_write(proc, lake)
-            delay = rng.uniform(0.0, 0.8) * span * 0.5 ** attempt
+            if models and i % 4 == 2:  # inside the model stages: after training began writing models/
+                while not (lake / "models").exists() and proc.poll() is None:
+                    time.sleep(0.02)
+                delay, since = rng.uniform(0.0, 4.0) * 0.5 ** attempt, "models/ appeared"
+            else:
+                _first_write(proc, lake)
+                delay, since = rng.uniform(0.0, 0.8) * span * 0.5 ** attempt, "the first lake write"
             try:
                 proc.wait(delay)
             except subprocess.TimeoutExpired:
                 break
-        where = where if pause_at else (f"{delay:.1f}s after the first lake write (attempt {attempt + 1}; an "
-                                        f"uninterrupted run takes {span:.1f}s from there)")
+        where = where if pause_at else (f"{delay:.1f}s after {since} (attempt {attempt + 1}; an "
+                                        f"uninterrupted run takes {span:.1f}s from the first write)")
         killed = proc.poll() is None
         assert killed or pause_at, f"trial {i}: the run ended before the kill ({where})"
         if killed:
@@ -140,6 +153,7 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
         assert rerun.returncode == 0, (where, rerun.stderr[-3000:])
         got = fingerprint(lake, models)
         figures.append({"trial": i, "killed": where if killed else f"not killed ({where}: run ended first)",
+                        "clean_span_s": round(span, 1),
                         **left, "rerun_s": round(time.monotonic() - t1, 1),
                         "rows_compared": got["curated"][1] + got["raw"][1]})
         assert got == want, figures[-1]

@@ -189,3 +189,23 @@ def test_backtest_reads_the_features_stage_panel_when_given(lake_root):
     pb = lake.read_table(b["predictions"]).to_pandas()
     assert pb["trade_date"].max() == dt.date(2023, 6, 30)
     pd.testing.assert_frame_equal(pa_.drop(columns="realised"), pb.drop(columns="realised"))
+
+
+def test_a_champion_whose_checkpoint_no_longer_loads_is_retired_naming_the_file(lake_root):
+    from kline.registry import champion_history, get_champion, set_champion
+
+    lake = curated_lake(lake_root)
+    ref = backtest.fn(lake_root, stage_settings(Settings().replace(**FAST), "backtest"), RUN, SYMBOLS, "fp1")
+    old = registered(lake, "rolling_mean", "20230301-old", dt.date(2023, 3, 1))
+    set_champion(lake, "rolling_mean", old["version"], {"rule": "set by hand"})
+    state = f"{lake.paths.model_dir('rolling_mean', old['version'])}/state.json"
+    with open(state, "r+b") as f:  # torn at rest after it was promoted
+        f.truncate(5)
+    cand = registered(lake, "rolling_mean", "20230630-new", dt.date(2023, 6, 30))
+    d = promote.fn(lake_root, stage_settings(Settings().replace(**FAST), "promote"), RUN, ref, cand,
+                   features_path=features_path(lake))
+    assert d["verdict"]["retire"] is True and d["champion_version"] == "20230301-old"
+    assert d["verdict"]["reason"].startswith(f"model checkpoint {state} does not load"), d["verdict"]
+    champ = get_champion(lake, "rolling_mean")
+    assert champ is None or champ["version"] == "20230630-new"  # never the torn one
+    assert [h["action"] for h in champion_history(lake, "rolling_mean")][:2] == ["promote", "retire"]

@@ -185,3 +185,74 @@ def test_with_no_champion_the_forecast_is_the_last_close_and_says_so(tmp_path):
     np.testing.assert_array_equal(frame["pred_close"].to_numpy(), last.loc[frame["symbol"]].to_numpy())
     assert (frame["pred_return"] == 0).all() and set(frame["model"]) == {"persistence"}
     assert set(frame["basis"]) == {registry.PERSISTENCE_BASIS} and "no champion" in registry.PERSISTENCE_BASIS
+
+
+def _tear(path, keep: float = 1 / 3) -> None:
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+
+@pytest.mark.parametrize("what", ["truncated", "bit-flipped-card", "missing"])
+def test_a_torn_checkpoint_fails_loading_with_one_line_naming_it(tmp_path, what):
+    lake = Lake(tmp_path)
+    v = train(lake)["version"]
+    d = tmp_path / "models" / "lstm" / v
+    if what == "truncated":
+        _tear(d / "weights.pt")
+        named = d / "weights.pt"
+    elif what == "bit-flipped-card":
+        (d / "card.json").write_text((d / "card.json").read_text().replace('"state"', '"st\x00te"', 1)[:-40])
+        named = d / "card.json"
+    else:
+        (d / "weights.pt").unlink()
+        named = d / "weights.pt"
+    with pytest.raises(registry.CheckpointError) as err:
+        registry.load_version(lake, "lstm", v)
+    msg = str(err.value)
+    assert "\n" not in msg and str(named) in msg and "does not load" in msg, msg
+    assert isinstance(err.value, ValueError)
+
+
+def test_a_torn_candidate_never_becomes_champion(tmp_path):
+    lake = Lake(tmp_path)
+    a = train(lake, fp="fp-a")["version"]
+    b = train(lake, fp="fp-b")["version"]
+    registry.set_champion(lake, "lstm", a, {"rule": "test"})
+    _tear(tmp_path / "models" / "lstm" / b / "weights.pt")
+    with pytest.raises(registry.CheckpointError, match=f"not promoting lstm/{b}: model checkpoint .*weights.pt"):
+        registry.set_champion(lake, "lstm", b, {"rule": "test"})
+    assert registry.get_champion(lake, "lstm")["version"] == a
+    assert [h["version"] for h in registry.champion_history(lake, "lstm")] == [a]
+
+
+def test_a_champion_that_no_longer_loads_forecasts_persistence_and_says_why(tmp_path, caplog):
+    lake = Lake(tmp_path)
+    first = train(lake, fp="a", run_date=RUN)
+    registry.set_champion(lake, "lstm", first["version"], {"rule": "test"})
+    weights = tmp_path / "models" / "lstm" / first["version"] / "weights.pt"
+    _tear(weights)
+    frame, used = registry.forecast_next_session(lake, panel_for(), RUN)
+    assert used["model"] == "persistence" and used["version"] is None
+    assert used["basis"].startswith("persistence: the champion does not load") and str(weights) in used["basis"]
+    assert (frame["pred_return"] == 0).all() and set(frame["basis"]) == {used["basis"]}
+    assert any(str(weights) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    # the same inputs are retrained (rewriting the torn version whole), never reused
+    d = registry.decide_training(lake, FeatureConfig(), FAST, RUN, "a", SYMBOLS)
+    assert d.train and "does not load" in d.reason and d.warm_start is None
+    again = train(lake, fp="a", run_date=RUN)
+    assert again["version"] == first["version"] and registry.checkpoint_error(lake, "lstm", again["version"]) is None
+
+
+def test_every_move_of_the_champion_is_in_its_history(tmp_path):
+    lake = Lake(tmp_path)
+    a = train(lake, fp="fp-a")["version"]
+    b = train(lake, fp="fp-b")["version"]
+    registry.set_champion(lake, "lstm", a, {"rule": "first"})
+    registry.set_champion(lake, "lstm", b, {"rule": "better"})
+    registry.retire_champion(lake, "lstm", {"reason": "decayed"})
+    with registry.champion_lock(lake, "lstm"):  # re-entrant: the moves inside take it again
+        registry.set_champion(lake, "lstm", a, {"rule": "back"})
+    h = registry.champion_history(lake, "lstm")
+    assert [(x["seq"], x["action"], x["previous"], x["version"]) for x in h] == [
+        (1, "promote", None, a), (2, "promote", a, b), (3, "retire", b, None), (4, "promote", None, a)]
+    assert h[2]["why"] == {"reason": "decayed"} and registry.get_champion(lake, "lstm")["version"] == a
+    assert [v for v in registry.list_versions(lake, "lstm")] == [a, b]  # the history is no version

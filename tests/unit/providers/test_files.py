@@ -281,3 +281,21 @@ def test_side_files_give_listings_st_periods_and_limit_prices(tmp_path):
     assert f.sources() == {"listings": ["file"], "st_periods": ["file"], "stk_limit": ["file"]}
     bare = FileProvider(tmp_path / "600519.SH.csv").fetch_instrument_facts(["600519.SH"], START, END)
     assert bare.listings.empty and bare.st_periods.empty and bare.stk_limit.empty
+
+
+def test_a_file_over_max_mb_is_refused_by_its_size_before_it_is_read(tmp_path, monkeypatch):
+    import os
+
+    from kline.providers import files as vendor_files
+
+    path = tmp_path / "SPX.csv"
+    path.write_text("Date,Open,High,Low,Close,Volume\n2024-01-02,10,11,9,10.5,1000\n")
+    os.truncate(path, 5 * 2**20)  # sparse: 5 MiB on paper
+
+    def never(p):
+        raise AssertionError(f"read {p}")
+
+    monkeypatch.setattr(vendor_files, "read_table_file", never)
+    provider = FileProvider(path, calendar="XNYS", max_mb=4)
+    with pytest.raises(FatalProviderError, match=r"SPX.csv: 5 MiB, over the 4 MiB a vendor file may have"):
+        provider.date_range(["SPX"])
