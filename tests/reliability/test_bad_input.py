@@ -5,9 +5,11 @@ Prefect server, so a case that wrongly starts a flow still runs (and is caught w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -114,10 +116,27 @@ def test_bad_input_is_one_line_exit_2_and_the_lake_unchanged(argv, files, messag
     _check(argv, lake, tmp_path, capsys, message, [populated_lake, lake, tmp_path / "data_lake"])
 
 
+@contextlib.contextmanager
+def _read_only_view(lake: Path, at: Path):
+    """``lake`` seen read-only at ``at``: a read-only bind mount (root writes through permission
+    bits, not through a read-only filesystem)."""
+    at.mkdir()
+    if subprocess.run(["mount", "--bind", str(lake), str(at)], capture_output=True).returncode != 0:
+        pytest.skip("no bind mount here (root writes through read-only permissions)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(at)], capture_output=True).returncode != 0:
+            pytest.skip("no read-only remount here (root writes through read-only permissions)")
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], capture_output=True)
+
+
 def test_a_read_only_lake_fails_before_any_work(populated_lake, tmp_path, capsys, monkeypatch, reliability_server):
-    if os.geteuid() == 0:
-        pytest.skip("root writes through read-only permissions")
     monkeypatch.setenv("PREFECT_API_URL", reliability_server["url"])
+    if os.geteuid() == 0:
+        with _read_only_view(populated_lake, tmp_path / "read-only-lake") as ro:
+            _check([*BF, "--data-only", "--lake", str(ro)], ro, tmp_path, capsys, "read-only", [populated_lake])
+        return
     modes = {p: p.stat().st_mode for p in [populated_lake, *populated_lake.rglob("*")]}
     try:
         for p in modes:
