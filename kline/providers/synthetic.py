@@ -92,10 +92,11 @@ def _params(symbol: str) -> tuple[float, float, float]:
 def _year_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     """(366, 9) draws for one symbol-year, indexed by day of year - 1."""
     rng = np.random.default_rng([seed, _symbol_key(symbol), year])
-    t = rng.standard_t(_T_DF, size=_DAYS) / np.sqrt(_T_DF / (_T_DF - 2))
-    z = rng.standard_normal(size=(_DAYS, 4))  # vol shock, gap, high, low/volume
-    u = rng.random(size=(_DAYS, 4))  # jump, jump size, suspension start, suspension length
-    return np.column_stack([t, z, u])
+    out = np.empty((_DAYS, 9))
+    out[:, 0] = rng.standard_t(_T_DF, size=_DAYS) / np.sqrt(_T_DF / (_T_DF - 2))
+    out[:, 1:5] = rng.standard_normal(size=(_DAYS, 4))  # vol shock, gap, high, low/volume
+    out[:, 5:] = rng.random(size=(_DAYS, 4))  # jump, jump size, suspension start, suspension length
+    return out
 
 
 @functools.lru_cache(maxsize=4096)
@@ -165,20 +166,36 @@ def _signal_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     return np.random.default_rng([seed, _symbol_key(symbol), year, 16]).standard_normal(_DAYS)
 
 
+def _year_slices(sessions: np.ndarray) -> list[tuple[int, int, int, np.ndarray]]:
+    """(year, first row, end row, day of year - 1 of each row) of sorted ``sessions``."""
+    years = sessions.astype("datetime64[Y]")
+    doy = (sessions - years).astype(int)
+    bounds = np.flatnonzero(np.diff(years.astype(int))) + 1
+    starts, ends = np.r_[0, bounds], np.r_[bounds, len(sessions)]
+    return [(int(years[a].astype(int)) + 1970, int(a), int(b), doy[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+
+def _horizon(end: dt.date) -> int:
+    """The last year a path is built through for a fetch ending on ``end``: every bar depends
+    only on draws up to its own day, so a shorter path gives the same bars and saves the years
+    the calendar holds beyond today (to 2032)."""
+    return max(end.year, dt.date.today().year)
+
+
 @functools.lru_cache(maxsize=1024)
-def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
-    """The symbol's full bar history from EPOCH to the calendar's last session, as columns."""
+def _path(seed: int, symbol: str, signal: float = 0.0, horizon: int = 9999) -> dict[str, np.ndarray]:
+    """The symbol's bar history from EPOCH to its last session in year ``horizon`` (at most
+    the calendar's last session), as columns."""
     inst = instrument(symbol)
     anchor, base_vol, base_volume = _params(symbol)
     market = market_sessions(A_SHARE_CALENDAR)  # the market's own calendar, not a run's layers
-    sessions = market[market >= np.datetime64(EPOCH, "D")]
+    a, b = np.searchsorted(market, [np.datetime64(EPOCH, "D"), np.datetime64(f"{horizon + 1}-01-01", "D")])
+    sessions = market[a:b]
     n = len(sessions)
-    years = sessions.astype("datetime64[Y]").astype(int) + 1970
-    doy = (sessions - sessions.astype("datetime64[Y]")).astype(int)
+    years = _year_slices(sessions)
     draws = np.empty((n, 9))
-    for y in np.unique(years):
-        m = years == y
-        draws[m] = _year_draws(seed, symbol, int(y))[doy[m]]
+    for y, lo, hi, doy in years:
+        draws[lo:hi] = _year_draws(seed, symbol, y)[doy]
     eps, z_vol, z_gap, z_hi, z_lo, u_jump, u_size, u_susp, u_len = draws.T
 
     # log-vol AR(1): h_t = 0.98 h_{t-1} + 0.07 * z  -> clustering with persistent regimes
@@ -189,9 +206,8 @@ def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
     shock = vol * eps
     planted = np.zeros(n)
     if signal and not inst.is_index:
-        for y in np.unique(years):
-            m = years == y
-            planted[m] = _signal_draws(seed, symbol, int(y))[doy[m]]
+        for y, lo, hi, doy in years:
+            planted[lo:hi] = _signal_draws(seed, symbol, y)[doy]
         shock[1:] += vol[1:] * signal * planted[:-1]  # yesterday's factor moves today
     jump_size = 0.02 if inst.is_index else 0.05
     jump = np.where(u_jump < 0.003, np.sign(u_size - 0.5) * jump_size * (1 + np.abs(2 * u_size - 1)), 0.0)
@@ -272,9 +288,10 @@ class SyntheticProvider:
         lo, hi = np.datetime64(start, "D"), np.datetime64(end, "D")
         parts: dict[str, list[np.ndarray]] = {}
         names: list[np.ndarray] = []
+        horizon = _horizon(end)
         for sym in symbols:
             validate_symbol(sym)
-            p = _path(self.seed, sym, self.signal)
+            p = _path(self.seed, sym, self.signal, horizon)
             d = p["trade_date"]
             i, j = np.searchsorted(d, lo, "left"), np.searchsorted(d, hi, "right")
             if j <= i:
