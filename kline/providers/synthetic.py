@@ -166,13 +166,21 @@ def _signal_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     return np.random.default_rng([seed, _symbol_key(symbol), year, 16]).standard_normal(_DAYS)
 
 
-def _year_slices(sessions: np.ndarray) -> list[tuple[int, int, int, np.ndarray]]:
+def _year_slices(sessions: np.ndarray) -> tuple[tuple[int, int, int, np.ndarray], ...]:
     """(year, first row, end row, day of year - 1 of each row) of sorted ``sessions``."""
+    return _year_slices_of(sessions.astype("datetime64[D]").tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _year_slices_of(key: bytes) -> tuple[tuple[int, int, int, np.ndarray], ...]:
+    # the same sessions for every symbol of a process: computed once, keyed by their bytes
+    sessions = np.frombuffer(key, dtype="datetime64[D]")
     years = sessions.astype("datetime64[Y]")
     doy = (sessions - years).astype(int)
     bounds = np.flatnonzero(np.diff(years.astype(int))) + 1
     starts, ends = np.r_[0, bounds], np.r_[bounds, len(sessions)]
-    return [(int(years[a].astype(int)) + 1970, int(a), int(b), doy[a:b]) for a, b in zip(starts, ends, strict=True)]
+    doy.setflags(write=False)
+    return tuple((int(years[a].astype(int)) + 1970, int(a), int(b), doy[a:b]) for a, b in zip(starts, ends, strict=True))
 
 
 def _horizon(end: dt.date) -> int:
@@ -262,8 +270,9 @@ def _path(seed: int, symbol: str, signal: float = 0.0, horizon: int = 9999) -> d
     if 0 < first < n:
         keep[first] = True  # a listing trades on its first day
     # After a suspension, pre_close is the last traded close, as the exchange reports it.
-    last_close = pd.Series(np.where(keep, close, np.nan)).ffill().shift(1).to_numpy()
-    pre = np.where(np.isnan(last_close), pre_close, last_close)
+    last = np.maximum.accumulate(np.where(keep, np.arange(n), -1))  # last traded row so far
+    prev = np.concatenate([[-1], last[:-1]])
+    pre = np.where(prev >= 0, close[np.maximum(prev, 0)], pre_close)
     cols = {"trade_date": sessions[keep], "open": open_[keep], "high": high[keep], "low": low[keep],
             "close": close[keep], "pre_close": pre[keep], "volume": volume[keep], "amount": amount[keep]}
     for v in cols.values():
