@@ -13,7 +13,11 @@ row), and volume rises with |return|.
 Instrument facts (``synthetic_facts``): a stock lists no earlier than its board opened
 (STAR 2019-07-22, BSE 2021-11-15), some listings fall inside the history (their first day
 pops above the issue price, which is the hidden path's last close), and some stocks spend a
-period under ST (their moves then obey the ST limit). Indices list at the epoch, never ST.
+period under ST (their moves then obey the ST limit). About ``DELIST_SHARE`` of the other
+stocks (never the named ones of ``_KNOWN``, so the default market has none) delist inside the
+history: ``delist_date`` is a session between 500 sessions after listing and mid-2025, the
+stock is *ST for its last 120-250 sessions before it (``ST_SCHEMA``; its earlier ST period, if
+any, is dropped) and has no bar from that date on. Indices list at the epoch, never ST.
 
 Planted signal (``SyntheticProvider(signal=rho)``, default 0 = off, bars unchanged): each
 stock gets a hidden daily factor ``s_t ~ N(0, 1)`` (its own draws, so the other draws do
@@ -23,7 +27,8 @@ of ``s_t`` with the next standardised shock is ``rho / sqrt(1 + rho^2)`` (about 
 small ``rho``), before limits, jumps and suspensions; a predictor that sees ``s_t`` only
 through ``volume_z_20`` (correlation with ``s_t`` about 0.8) gets a daily rank IC of roughly
 ``0.8 * rho``. Indices carry no signal. ``synthetic_universe(n)`` names ``n`` stocks across
-the boards for universes of any size.
+the boards for universes of any size; ``universe_members`` is point in time (listed on or
+before the range's end, not delisted before its start).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ _UNIVERSE_MIX = (
     (0.05, ("830", "831", "832", "833", "835", "836", "837", "838", "839", "870", "871", "872", "873"), "BJ"),
 )
 _FACTS_END = dt.date(2026, 12, 31)  # ST periods fall before this
+DELIST_SHARE = 0.04  # share of the stocks outside _KNOWN that delist inside the history
+_LAST_DELISTING = dt.date(2025, 6, 30)
 
 
 def _symbol_key(symbol: str) -> int:
@@ -99,12 +106,16 @@ def _year_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.date, str], ...]]:
-    """(listing date, ST periods as (start, end inclusive, name)) of one symbol."""
+_Facts = tuple[dt.date, tuple[tuple[dt.date, dt.date, str], ...], "dt.date | None"]
+
+
+@functools.lru_cache(maxsize=16384)
+def _facts(seed: int, symbol: str) -> _Facts:
+    """(listing date, ST periods as (start, end inclusive, name), delisting date or None) of
+    one symbol; it has no bar on or after its delisting date."""
     inst = instrument(symbol)
     if inst.is_index:
-        return EPOCH, ()
+        return EPOCH, (), None
     u = np.random.default_rng([seed, _symbol_key(symbol), 11]).random(6)
     opened = max(EPOCH, _BOARD_OPEN.get(inst.board, EPOCH))
     if symbol.startswith(("301", "302")):
@@ -127,16 +138,24 @@ def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.dat
         end = pd.Timestamp(sessions[min(b, len(sessions) - 1)]).date()
         name = ("*ST" if u[5] < 0.5 else "ST") + symbol[:6]
         periods = ((pd.Timestamp(sessions[a]).date(), end, name),)
-    return listed, periods
+    # its own draws, so listings and ST periods of the stocks that stay do not move
+    v = np.random.default_rng([seed, _symbol_key(symbol), 12]).random(3)
+    last = int(np.searchsorted(sessions, np.datetime64(_LAST_DELISTING, "D")))
+    if symbol in _KNOWN or v[0] >= DELIST_SHARE or last <= 500:
+        return listed, periods, None
+    k = 500 + int(v[1] * (last - 500))
+    a = max(k - 120 - int(v[2] * 130), 1)
+    periods = ((pd.Timestamp(sessions[a]).date(), pd.Timestamp(sessions[k - 1]).date(), "*ST" + symbol[:6]),)
+    return listed, periods, pd.Timestamp(sessions[k]).date()
 
 
 def synthetic_facts(seed: int, symbols: Sequence[str]) -> InstrumentFacts:
-    """Listing dates and ST periods of ``symbols`` in the synthetic market (source
-    ``synthetic``); no delistings and no exchange limit prices."""
+    """Listing and delisting dates and ST periods of ``symbols`` in the synthetic market
+    (source ``synthetic``); no exchange limit prices."""
     lst, st = [], []
     for sym in dict.fromkeys(symbols):
-        listed, periods = _facts(seed, validate_symbol(sym))
-        lst.append({"symbol": sym, "list_date": listed, "delist_date": None, "source": "synthetic"})
+        listed, periods, delisted = _facts(seed, validate_symbol(sym))
+        lst.append({"symbol": sym, "list_date": listed, "delist_date": delisted, "source": "synthetic"})
         st += [{"symbol": sym, "start_date": a, "end_date": b, "name": n, "source": "synthetic"}
                for a, b, n in periods]
     return InstrumentFacts(
@@ -228,7 +247,7 @@ def _path(seed: int, symbol: str, signal: float = 0.0, horizon: int = 9999) -> d
         for i in np.flatnonzero(u_susp < 0.002):
             suspended[i : i + 1 + int(u_len[i] * 8)] = True
         ret[suspended] = 0.0
-    listed, _ = _facts(seed, symbol)
+    listed, _, delisted = _facts(seed, symbol)
     first = int(np.searchsorted(sessions, np.datetime64(listed, "D")))
     if inst.is_index:
         up_lim = down_lim = np.full(n, 0.09)  # indices have no limit; keep their tails plausible
@@ -269,6 +288,8 @@ def _path(seed: int, symbol: str, signal: float = 0.0, horizon: int = 9999) -> d
     keep[: max(first, 1)] = False  # the epoch row only seeds pre_close; nothing before listing
     if 0 < first < n:
         keep[first] = True  # a listing trades on its first day
+    if delisted is not None:
+        keep[np.searchsorted(sessions, np.datetime64(delisted, "D")):] = False
     # After a suspension, pre_close is the last traded close, as the exchange reports it.
     last = np.maximum.accumulate(np.where(keep, np.arange(n), -1))  # last traded row so far
     prev = np.concatenate([[-1], last[:-1]])
@@ -319,13 +340,19 @@ class SyntheticProvider:
 
     def universe_members(self, name: str, start: dt.date, end: dt.date) -> list[str]:
         """``csi300``: the first 300 of ``synthetic_universe``, ``all``: 5 000 stocks
-        (``UNIVERSE_SIZES``), each only once listed (its synthetic listing date on or before
-        ``end``). The synthetic market has no delistings and a fixed index membership."""
+        (``UNIVERSE_SIZES``), each once listed and until delisted (listing date on or before
+        ``end``, no delisting date before ``start``, as tushare's ``all``). The index
+        membership is fixed."""
         if name not in UNIVERSE_SIZES:
             raise ValueError(f"unknown universe {name!r}; the synthetic market offers {', '.join(UNIVERSE_SIZES)}")
-        return [s for s in synthetic_universe(UNIVERSE_SIZES[name]) if _facts(self.seed, s)[0] <= end]
+        out = []
+        for s in synthetic_universe(UNIVERSE_SIZES[name]):
+            listed, _, delisted = _facts(self.seed, s)
+            if listed <= end and (delisted is None or delisted >= start):
+                out.append(s)
+        return out
 
     def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
-        """Listing dates and ST periods of ``symbols`` (``synthetic_facts``); the range is
-        not used (facts are per symbol)."""
+        """Listing and delisting dates and ST periods of ``symbols`` (``synthetic_facts``);
+        the range is not used (facts are per symbol)."""
         return synthetic_facts(self.seed, symbols)
