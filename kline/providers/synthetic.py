@@ -152,15 +152,18 @@ def _facts(seed: int, symbol: str) -> _Facts:
 def synthetic_facts(seed: int, symbols: Sequence[str]) -> InstrumentFacts:
     """Listing and delisting dates and ST periods of ``symbols`` in the synthetic market
     (source ``synthetic``); no exchange limit prices."""
-    lst, st = [], []
+    # rows as columns (a frame from lists costs a fraction of one from records: _path makes one a symbol)
+    lst: list[tuple] = []
+    st: list[tuple] = []
     for sym in dict.fromkeys(symbols):
         listed, periods, delisted = _facts(seed, validate_symbol(sym))
-        lst.append({"symbol": sym, "list_date": listed, "delist_date": delisted, "source": "synthetic"})
-        st += [{"symbol": sym, "start_date": a, "end_date": b, "name": n, "source": "synthetic"}
-               for a, b, n in periods]
+        lst.append((sym, listed, delisted, "synthetic"))
+        st += [(sym, a, b, n, "synthetic") for a, b, n in periods]
     return InstrumentFacts(
-        listings=pd.DataFrame(lst, columns=LISTING_SCHEMA.names) if lst else empty_frame(LISTING_SCHEMA),
-        st_periods=pd.DataFrame(st, columns=ST_SCHEMA.names) if st else empty_frame(ST_SCHEMA),
+        listings=pd.DataFrame(dict(zip(LISTING_SCHEMA.names, map(list, zip(*lst)), strict=True)))
+        if lst else empty_frame(LISTING_SCHEMA),
+        st_periods=pd.DataFrame(dict(zip(ST_SCHEMA.names, map(list, zip(*st)), strict=True)))
+        if st else empty_frame(ST_SCHEMA),
     )
 
 
@@ -331,9 +334,9 @@ class SyntheticProvider:
             names.append(np.full(j - i, sym, dtype=object))
         if not names:
             return empty_bars()
-        df = pd.DataFrame({k: np.concatenate(v) for k, v in parts.items()})
-        df.insert(0, "symbol", np.concatenate(names))
-        df["trade_date"] = df["trade_date"].dt.date
+        cols = {k: np.concatenate(v) for k, v in parts.items()}
+        cols["trade_date"] = cols["trade_date"].astype(object)  # datetime.date; 3x faster than .dt.date
+        df = pd.DataFrame({"symbol": np.concatenate(names), **cols})
         df["source"] = self.name
         df["ingested_at"] = pd.Timestamp.now(tz="UTC")
         return df[BAR_COLUMNS]
