@@ -160,9 +160,9 @@ def synthetic_facts(seed: int, symbols: Sequence[str]) -> InstrumentFacts:
         lst.append((sym, listed, delisted, "synthetic"))
         st += [(sym, a, b, n, "synthetic") for a, b, n in periods]
     return InstrumentFacts(
-        listings=pd.DataFrame(dict(zip(LISTING_SCHEMA.names, map(list, zip(*lst)), strict=True)))
+        listings=pd.DataFrame(dict(zip(LISTING_SCHEMA.names, map(list, zip(*lst, strict=True)), strict=True)))
         if lst else empty_frame(LISTING_SCHEMA),
-        st_periods=pd.DataFrame(dict(zip(ST_SCHEMA.names, map(list, zip(*st)), strict=True)))
+        st_periods=pd.DataFrame(dict(zip(ST_SCHEMA.names, map(list, zip(*st, strict=True)), strict=True)))
         if st else empty_frame(ST_SCHEMA),
     )
 
