@@ -81,6 +81,7 @@ DELIST_SHARE = 0.04  # share of the stocks outside _KNOWN that delist inside the
 _LAST_DELISTING = dt.date(2025, 6, 30)
 
 
+@functools.lru_cache(maxsize=16384)
 def _symbol_key(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
 
