@@ -105,7 +105,13 @@ STK_LIMIT_SCHEMA = pa.schema([("symbol", pa.string()), ("trade_date", pa.date32(
 
 
 def empty_frame(schema: pa.Schema) -> pd.DataFrame:
-    """An empty frame with ``schema``'s columns."""
+    """A new empty frame with ``schema``'s columns."""
+    return _empty_frame(schema).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _empty_frame(schema: pa.Schema) -> pd.DataFrame:
+    # Arrow's conversion costs ~2 ms and InstrumentFacts makes up to three a symbol; a copy, ~0.1 ms
     return schema.empty_table().to_pandas()
 
 
@@ -155,9 +161,9 @@ class InstrumentFacts:
         """Per-symbol views of the tables, built once (lookups then cost no pandas filter)."""
         if self._index is None:
             lst = {s: (_opt_date(a), _opt_date(b), str(src)) for s, a, b, src in
-                   self.listings[["symbol", "list_date", "delist_date", "source"]].itertuples(index=False)}
+                   _rows(self.listings, ("symbol", "list_date", "delist_date", "source"))}
             st: dict[str, list] = {}
-            for s, a, b, n, src in self.st_periods[list(ST_SCHEMA.names)].itertuples(index=False):
+            for s, a, b, n, src in _rows(self.st_periods, ST_SCHEMA.names):
                 st.setdefault(s, []).append((_opt_date(a), _opt_date(b), str(n), str(src)))
             lim = {}
             if len(self.stk_limit):
@@ -181,6 +187,12 @@ class InstrumentFacts:
 
 
 _NO_FACTS = InstrumentFacts()  # shared, never modified
+
+
+def _rows(df: pd.DataFrame, cols) -> Iterable[tuple]:
+    """The rows of ``df[cols]`` as tuples (as ``itertuples`` gives them, without its frame copy
+    and namedtuple class: a few ms a call on the small tables of one symbol)."""
+    return zip(*(df[c].tolist() for c in cols), strict=True) if len(df) else iter(())
 
 
 def _opt_date(x) -> dt.date | None:

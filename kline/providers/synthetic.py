@@ -13,7 +13,11 @@ row), and volume rises with |return|.
 Instrument facts (``synthetic_facts``): a stock lists no earlier than its board opened
 (STAR 2019-07-22, BSE 2021-11-15), some listings fall inside the history (their first day
 pops above the issue price, which is the hidden path's last close), and some stocks spend a
-period under ST (their moves then obey the ST limit). Indices list at the epoch, never ST.
+period under ST (their moves then obey the ST limit). About ``DELIST_SHARE`` of the other
+stocks (never the named ones of ``_KNOWN``, so the default market has none) delist inside the
+history: ``delist_date`` is a session between 500 sessions after listing and mid-2025, the
+stock is *ST for its last 120-250 sessions before it (``ST_SCHEMA``; its earlier ST period, if
+any, is dropped) and has no bar from that date on. Indices list at the epoch, never ST.
 
 Planted signal (``SyntheticProvider(signal=rho)``, default 0 = off, bars unchanged): each
 stock gets a hidden daily factor ``s_t ~ N(0, 1)`` (its own draws, so the other draws do
@@ -23,7 +27,8 @@ of ``s_t`` with the next standardised shock is ``rho / sqrt(1 + rho^2)`` (about 
 small ``rho``), before limits, jumps and suspensions; a predictor that sees ``s_t`` only
 through ``volume_z_20`` (correlation with ``s_t`` about 0.8) gets a daily rank IC of roughly
 ``0.8 * rho``. Indices carry no signal. ``synthetic_universe(n)`` names ``n`` stocks across
-the boards for universes of any size.
+the boards for universes of any size; ``universe_members`` is point in time (listed on or
+before the range's end, not delisted before its start).
 """
 
 from __future__ import annotations
@@ -72,8 +77,11 @@ _UNIVERSE_MIX = (
     (0.05, ("830", "831", "832", "833", "835", "836", "837", "838", "839", "870", "871", "872", "873"), "BJ"),
 )
 _FACTS_END = dt.date(2026, 12, 31)  # ST periods fall before this
+DELIST_SHARE = 0.04  # share of the stocks outside _KNOWN that delist inside the history
+_LAST_DELISTING = dt.date(2025, 6, 30)
 
 
+@functools.lru_cache(maxsize=16384)
 def _symbol_key(symbol: str) -> int:
     return int.from_bytes(hashlib.sha256(symbol.encode()).digest()[:8], "little")
 
@@ -92,18 +100,23 @@ def _params(symbol: str) -> tuple[float, float, float]:
 def _year_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     """(366, 9) draws for one symbol-year, indexed by day of year - 1."""
     rng = np.random.default_rng([seed, _symbol_key(symbol), year])
-    t = rng.standard_t(_T_DF, size=_DAYS) / np.sqrt(_T_DF / (_T_DF - 2))
-    z = rng.standard_normal(size=(_DAYS, 4))  # vol shock, gap, high, low/volume
-    u = rng.random(size=(_DAYS, 4))  # jump, jump size, suspension start, suspension length
-    return np.column_stack([t, z, u])
+    out = np.empty((_DAYS, 9))
+    out[:, 0] = rng.standard_t(_T_DF, size=_DAYS) / np.sqrt(_T_DF / (_T_DF - 2))
+    out[:, 1:5] = rng.standard_normal(size=(_DAYS, 4))  # vol shock, gap, high, low/volume
+    out[:, 5:] = rng.random(size=(_DAYS, 4))  # jump, jump size, suspension start, suspension length
+    return out
 
 
-@functools.lru_cache(maxsize=4096)
-def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.date, str], ...]]:
-    """(listing date, ST periods as (start, end inclusive, name)) of one symbol."""
+_Facts = tuple[dt.date, tuple[tuple[dt.date, dt.date, str], ...], "dt.date | None"]
+
+
+@functools.lru_cache(maxsize=16384)
+def _facts(seed: int, symbol: str) -> _Facts:
+    """(listing date, ST periods as (start, end inclusive, name), delisting date or None) of
+    one symbol; it has no bar on or after its delisting date."""
     inst = instrument(symbol)
     if inst.is_index:
-        return EPOCH, ()
+        return EPOCH, (), None
     u = np.random.default_rng([seed, _symbol_key(symbol), 11]).random(6)
     opened = max(EPOCH, _BOARD_OPEN.get(inst.board, EPOCH))
     if symbol.startswith(("301", "302")):
@@ -126,21 +139,32 @@ def _facts(seed: int, symbol: str) -> tuple[dt.date, tuple[tuple[dt.date, dt.dat
         end = pd.Timestamp(sessions[min(b, len(sessions) - 1)]).date()
         name = ("*ST" if u[5] < 0.5 else "ST") + symbol[:6]
         periods = ((pd.Timestamp(sessions[a]).date(), end, name),)
-    return listed, periods
+    # its own draws, so listings and ST periods of the stocks that stay do not move
+    v = np.random.default_rng([seed, _symbol_key(symbol), 12]).random(3)
+    last = int(np.searchsorted(sessions, np.datetime64(_LAST_DELISTING, "D")))
+    if symbol in _KNOWN or v[0] >= DELIST_SHARE or last <= 500:
+        return listed, periods, None
+    k = 500 + int(v[1] * (last - 500))
+    a = max(k - 120 - int(v[2] * 130), 1)
+    periods = ((pd.Timestamp(sessions[a]).date(), pd.Timestamp(sessions[k - 1]).date(), "*ST" + symbol[:6]),)
+    return listed, periods, pd.Timestamp(sessions[k]).date()
 
 
 def synthetic_facts(seed: int, symbols: Sequence[str]) -> InstrumentFacts:
-    """Listing dates and ST periods of ``symbols`` in the synthetic market (source
-    ``synthetic``); no delistings and no exchange limit prices."""
-    lst, st = [], []
+    """Listing and delisting dates and ST periods of ``symbols`` in the synthetic market
+    (source ``synthetic``); no exchange limit prices."""
+    # rows as columns (a frame from lists costs a fraction of one from records: _path makes one a symbol)
+    lst: list[tuple] = []
+    st: list[tuple] = []
     for sym in dict.fromkeys(symbols):
-        listed, periods = _facts(seed, validate_symbol(sym))
-        lst.append({"symbol": sym, "list_date": listed, "delist_date": None, "source": "synthetic"})
-        st += [{"symbol": sym, "start_date": a, "end_date": b, "name": n, "source": "synthetic"}
-               for a, b, n in periods]
+        listed, periods, delisted = _facts(seed, validate_symbol(sym))
+        lst.append((sym, listed, delisted, "synthetic"))
+        st += [(sym, a, b, n, "synthetic") for a, b, n in periods]
     return InstrumentFacts(
-        listings=pd.DataFrame(lst, columns=LISTING_SCHEMA.names) if lst else empty_frame(LISTING_SCHEMA),
-        st_periods=pd.DataFrame(st, columns=ST_SCHEMA.names) if st else empty_frame(ST_SCHEMA),
+        listings=pd.DataFrame(dict(zip(LISTING_SCHEMA.names, map(list, zip(*lst, strict=True)), strict=True)))
+        if lst else empty_frame(LISTING_SCHEMA),
+        st_periods=pd.DataFrame(dict(zip(ST_SCHEMA.names, map(list, zip(*st, strict=True)), strict=True)))
+        if st else empty_frame(ST_SCHEMA),
     )
 
 
@@ -165,20 +189,44 @@ def _signal_draws(seed: int, symbol: str, year: int) -> np.ndarray:
     return np.random.default_rng([seed, _symbol_key(symbol), year, 16]).standard_normal(_DAYS)
 
 
+def _year_slices(sessions: np.ndarray) -> tuple[tuple[int, int, int, np.ndarray], ...]:
+    """(year, first row, end row, day of year - 1 of each row) of sorted ``sessions``."""
+    return _year_slices_of(sessions.astype("datetime64[D]").tobytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _year_slices_of(key: bytes) -> tuple[tuple[int, int, int, np.ndarray], ...]:
+    # the same sessions for every symbol of a process: computed once, keyed by their bytes
+    sessions = np.frombuffer(key, dtype="datetime64[D]")
+    years = sessions.astype("datetime64[Y]")
+    doy = (sessions - years).astype(int)
+    bounds = np.flatnonzero(np.diff(years.astype(int))) + 1
+    starts, ends = np.r_[0, bounds], np.r_[bounds, len(sessions)]
+    doy.setflags(write=False)
+    return tuple((int(years[a].astype(int)) + 1970, int(a), int(b), doy[a:b]) for a, b in zip(starts, ends, strict=True))
+
+
+def _horizon(end: dt.date) -> int:
+    """The last year a path is built through for a fetch ending on ``end``: every bar depends
+    only on draws up to its own day, so a shorter path gives the same bars and saves the years
+    the calendar holds beyond today (to 2032)."""
+    return max(end.year, dt.date.today().year)
+
+
 @functools.lru_cache(maxsize=1024)
-def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
-    """The symbol's full bar history from EPOCH to the calendar's last session, as columns."""
+def _path(seed: int, symbol: str, signal: float = 0.0, horizon: int = 9999) -> dict[str, np.ndarray]:
+    """The symbol's bar history from EPOCH to its last session in year ``horizon`` (at most
+    the calendar's last session), as columns."""
     inst = instrument(symbol)
     anchor, base_vol, base_volume = _params(symbol)
     market = market_sessions(A_SHARE_CALENDAR)  # the market's own calendar, not a run's layers
-    sessions = market[market >= np.datetime64(EPOCH, "D")]
+    a, b = np.searchsorted(market, [np.datetime64(EPOCH, "D"), np.datetime64(f"{horizon + 1}-01-01", "D")])
+    sessions = market[a:b]
     n = len(sessions)
-    years = sessions.astype("datetime64[Y]").astype(int) + 1970
-    doy = (sessions - sessions.astype("datetime64[Y]")).astype(int)
+    years = _year_slices(sessions)
     draws = np.empty((n, 9))
-    for y in np.unique(years):
-        m = years == y
-        draws[m] = _year_draws(seed, symbol, int(y))[doy[m]]
+    for y, lo, hi, doy in years:
+        draws[lo:hi] = _year_draws(seed, symbol, y)[doy]
     eps, z_vol, z_gap, z_hi, z_lo, u_jump, u_size, u_susp, u_len = draws.T
 
     # log-vol AR(1): h_t = 0.98 h_{t-1} + 0.07 * z  -> clustering with persistent regimes
@@ -189,9 +237,8 @@ def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
     shock = vol * eps
     planted = np.zeros(n)
     if signal and not inst.is_index:
-        for y in np.unique(years):
-            m = years == y
-            planted[m] = _signal_draws(seed, symbol, int(y))[doy[m]]
+        for y, lo, hi, doy in years:
+            planted[lo:hi] = _signal_draws(seed, symbol, y)[doy]
         shock[1:] += vol[1:] * signal * planted[:-1]  # yesterday's factor moves today
     jump_size = 0.02 if inst.is_index else 0.05
     jump = np.where(u_jump < 0.003, np.sign(u_size - 0.5) * jump_size * (1 + np.abs(2 * u_size - 1)), 0.0)
@@ -204,7 +251,7 @@ def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
         for i in np.flatnonzero(u_susp < 0.002):
             suspended[i : i + 1 + int(u_len[i] * 8)] = True
         ret[suspended] = 0.0
-    listed, _ = _facts(seed, symbol)
+    listed, _, delisted = _facts(seed, symbol)
     first = int(np.searchsorted(sessions, np.datetime64(listed, "D")))
     if inst.is_index:
         up_lim = down_lim = np.full(n, 0.09)  # indices have no limit; keep their tails plausible
@@ -245,9 +292,12 @@ def _path(seed: int, symbol: str, signal: float = 0.0) -> dict[str, np.ndarray]:
     keep[: max(first, 1)] = False  # the epoch row only seeds pre_close; nothing before listing
     if 0 < first < n:
         keep[first] = True  # a listing trades on its first day
+    if delisted is not None:
+        keep[np.searchsorted(sessions, np.datetime64(delisted, "D")):] = False
     # After a suspension, pre_close is the last traded close, as the exchange reports it.
-    last_close = pd.Series(np.where(keep, close, np.nan)).ffill().shift(1).to_numpy()
-    pre = np.where(np.isnan(last_close), pre_close, last_close)
+    last = np.maximum.accumulate(np.where(keep, np.arange(n), -1))  # last traded row so far
+    prev = np.concatenate([[-1], last[:-1]])
+    pre = np.where(prev >= 0, close[np.maximum(prev, 0)], pre_close)
     cols = {"trade_date": sessions[keep], "open": open_[keep], "high": high[keep], "low": low[keep],
             "close": close[keep], "pre_close": pre[keep], "volume": volume[keep], "amount": amount[keep]}
     for v in cols.values():
@@ -272,9 +322,10 @@ class SyntheticProvider:
         lo, hi = np.datetime64(start, "D"), np.datetime64(end, "D")
         parts: dict[str, list[np.ndarray]] = {}
         names: list[np.ndarray] = []
+        horizon = _horizon(end)
         for sym in symbols:
             validate_symbol(sym)
-            p = _path(self.seed, sym, self.signal)
+            p = _path(self.seed, sym, self.signal, horizon)
             d = p["trade_date"]
             i, j = np.searchsorted(d, lo, "left"), np.searchsorted(d, hi, "right")
             if j <= i:
@@ -284,22 +335,28 @@ class SyntheticProvider:
             names.append(np.full(j - i, sym, dtype=object))
         if not names:
             return empty_bars()
-        df = pd.DataFrame({k: np.concatenate(v) for k, v in parts.items()})
-        df.insert(0, "symbol", np.concatenate(names))
-        df["trade_date"] = df["trade_date"].dt.date
+        cols = {k: np.concatenate(v) for k, v in parts.items()}
+        cols["trade_date"] = cols["trade_date"].astype(object)  # datetime.date; 3x faster than .dt.date
+        df = pd.DataFrame({"symbol": np.concatenate(names), **cols})
         df["source"] = self.name
         df["ingested_at"] = pd.Timestamp.now(tz="UTC")
         return df[BAR_COLUMNS]
 
     def universe_members(self, name: str, start: dt.date, end: dt.date) -> list[str]:
         """``csi300``: the first 300 of ``synthetic_universe``, ``all``: 5 000 stocks
-        (``UNIVERSE_SIZES``), each only once listed (its synthetic listing date on or before
-        ``end``). The synthetic market has no delistings and a fixed index membership."""
+        (``UNIVERSE_SIZES``), each once listed and until delisted (listing date on or before
+        ``end``, no delisting date before ``start``, as tushare's ``all``). The index
+        membership is fixed."""
         if name not in UNIVERSE_SIZES:
             raise ValueError(f"unknown universe {name!r}; the synthetic market offers {', '.join(UNIVERSE_SIZES)}")
-        return [s for s in synthetic_universe(UNIVERSE_SIZES[name]) if _facts(self.seed, s)[0] <= end]
+        out = []
+        for s in synthetic_universe(UNIVERSE_SIZES[name]):
+            listed, _, delisted = _facts(self.seed, s)
+            if listed <= end and (delisted is None or delisted >= start):
+                out.append(s)
+        return out
 
     def fetch_instrument_facts(self, symbols: Sequence[str], start: dt.date, end: dt.date) -> InstrumentFacts:
-        """Listing dates and ST periods of ``symbols`` (``synthetic_facts``); the range is
-        not used (facts are per symbol)."""
+        """Listing and delisting dates and ST periods of ``symbols`` (``synthetic_facts``);
+        the range is not used (facts are per symbol)."""
         return synthetic_facts(self.seed, symbols)

@@ -50,7 +50,26 @@ def test_synthetic_market_universes_are_point_in_time():
     listed = dict(zip(late, synthetic_facts(p.seed, late).listings["list_date"], strict=True))
     assert all(listed[s] <= dt.date(2012, 6, 1) for s in early)
     assert any(d > dt.date(2012, 6, 1) for d in listed.values())
-    everything = resolve_universe(Settings(universe="all"), p, dt.date(2026, 12, 31))
+    everything = resolve_universe(Settings(universe="all"), p, dt.date(2000, 1, 4), dt.date(2026, 12, 31))
     assert len(everything) == 5000 and len(set(everything)) == 5000
-    # a span covers every name listed by its end
-    assert resolve_universe(Settings(universe="csi300"), p, dt.date(2012, 6, 1), dt.date(2025, 6, 1)) == sorted(late)
+    # a span covers every name listed by its end, and those delisted inside it
+    span = resolve_universe(Settings(universe="csi300"), p, dt.date(2012, 6, 1), dt.date(2025, 6, 1))
+    gone = {s for s, d in synthetic_facts(p.seed, span).listings[["symbol", "delist_date"]].itertuples(index=False)
+            if d is not None and d < dt.date(2025, 6, 1)}
+    assert gone and set(span) - set(late) == gone and set(late) <= set(span) and span == sorted(span)
+
+
+def test_synthetic_all_leaves_a_stock_out_after_its_delisting():
+    p = SyntheticProvider()
+    facts = synthetic_facts(p.seed, synthetic_universe(5000)).listings
+    gone = facts.dropna(subset=["delist_date"])
+    assert 0.01 * 5000 < len(gone) < 0.06 * 5000  # a few percent delist inside the history
+    sym, listed, delisted = gone.sort_values("delist_date").iloc[len(gone) // 2][["symbol", "list_date", "delist_date"]]
+    before = resolve_universe(Settings(universe="all"), p, delisted - dt.timedelta(days=1))
+    after = resolve_universe(Settings(universe="all"), p, delisted + dt.timedelta(days=1))
+    assert sym in before and sym not in after
+    assert set(gone.loc[gone["delist_date"] < delisted, "symbol"]).isdisjoint(before)
+    # a span that reaches back before the delisting keeps the name (no survivorship bias)
+    assert sym in resolve_universe(Settings(universe="all"), p, delisted - dt.timedelta(days=30),
+                                   delisted + dt.timedelta(days=30))
+    assert listed < delisted
