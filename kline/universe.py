@@ -6,7 +6,7 @@
 a run as of D covers the members on D; a backfill chunk covers those of any day in its span,
 so names since dropped or delisted are kept (no survivorship bias). The provider answers
 (``UniverseProvider``): tushare from ``index_weight`` / ``stock_basic``, the synthetic market
-from ``synthetic_universe`` and its listing dates.
+from ``synthetic_universe`` and its listing and delisting dates.
 """
 
 from __future__ import annotations
