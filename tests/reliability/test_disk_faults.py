@@ -29,10 +29,10 @@ HERE = Path(__file__).resolve().parent
 SYMBOLS = ("000001.SH", "600519.SH")
 
 # (id, errno, the file whose write fails, relative to the lake, the failing backfill's end and flags):
-# the curated year is rewritten by a longer backfill, the raw day by a refresh of the same one
+# the curated year is rewritten by a longer backfill, the raw month file by a refresh of the same one
 CASES = [
     ("enospc-curated", "ENOSPC", "curated/bars/year=2023/part.parquet", "2023-12-29", []),
-    ("eio-raw", "EIO", "raw/bars/trade_date=2023-09-04/synthetic.parquet", "2023-10-31", ["--refresh"]),
+    ("eio-raw", "EIO", "raw/bars/month=2023-09/synthetic.parquet", "2023-10-31", ["--refresh"]),
 ]
 
 
