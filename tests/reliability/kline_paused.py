@@ -1,10 +1,12 @@
 """``kline`` with a test hook: the Nth rename of a lake write (``KLINE_RELIABILITY_PAUSE_AT``)
 first writes the target path to ``KLINE_RELIABILITY_MARKER`` and then sleeps, so that a test
 can SIGKILL the process inside a lake write (the temporary file complete, not yet renamed).
+With ``KLINE_RELIABILITY_COUNT`` it writes there, at exit, how many renames the run made.
 Without the variables it is plain ``kline``."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import time
@@ -14,6 +16,7 @@ from kline.lake import files
 
 PAUSE_AT = int(os.environ.get("KLINE_RELIABILITY_PAUSE_AT", "0") or 0)
 MARKER = os.environ.get("KLINE_RELIABILITY_MARKER", "")
+COUNT = os.environ.get("KLINE_RELIABILITY_COUNT", "")
 
 
 class _PausingOs:
@@ -34,8 +37,10 @@ class _PausingOs:
         os.replace(src, dst)
 
 
-if PAUSE_AT:
+if PAUSE_AT or COUNT:
     files.os = _PausingOs()
+if COUNT:
+    atexit.register(lambda: open(COUNT, "w").write(str(files.os.seen)))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

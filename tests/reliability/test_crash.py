@@ -99,7 +99,9 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
     cfg.write_text(fast_config(SYMBOLS))
     env = kline_env(reliability_server["env"], tmp_path / "home")
     # the span of the work itself: from the first lake write (raw/ appears) to the end
-    proc = subprocess.Popen(_argv(tmp_path / "clean", cfg, models), env=env, cwd=tmp_path, start_new_session=True,
+    count = tmp_path / "renames"
+    proc = subprocess.Popen(_argv(tmp_path / "clean", cfg, models), env={**env, "KLINE_RELIABILITY_COUNT": str(count)},
+                            cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     began = _first_write(proc, tmp_path / "clean")
     err = proc.communicate(timeout=600)[1]
@@ -110,13 +112,15 @@ def test_sigkill_at_random_moments_then_a_rerun_matches_an_uninterrupted_run(mod
     if models:  # the model stages ran: weights, and the report's metrics and forecast
         assert want["models"] and want["metrics.json"] and want["forecast.csv"], want
 
+    writes = int(count.read_text())  # lake writes (renames) of the uninterrupted run: where a pause can land
+    assert writes > 0
     rng = random.Random(1234 + models)
     figures = []
     n = trials(2)
     for i in range(n):
         lake = tmp_path / f"trial-{i}"
         # half the kills land inside a lake write, the other half at a random time
-        pause_at = rng.randint(1, 25) if i % 2 else 0
+        pause_at = rng.randint(1, writes) if i % 2 else 0
         marker = tmp_path / f"marker-{i}"
         trial_env = {**env, "KLINE_RELIABILITY_PAUSE_AT": str(pause_at), "KLINE_RELIABILITY_MARKER": str(marker)}
         for attempt in range(4):  # a run faster than the clean one (the machine's load varies) is tried again, sooner
