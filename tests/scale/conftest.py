@@ -9,12 +9,38 @@ import pytest
 from helpers_scale import BUCKET, KEY, REGION, SECRET
 
 
+def _atomic_conditional_requests() -> None:
+    """Make moto decide a conditional PUT or DELETE atomically, as S3 does: moto checks
+    ``If-None-Match`` / ``If-Match`` and then writes, so two threads of its server can both
+    pass the check (two holders of one lock object). One lock around each request closes that."""
+    import functools
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response, "_kline_atomic", False):
+        return
+    guard = threading.Lock()
+    for name in ("put_object", "delete_object"):
+        method = getattr(S3Response, name)
+
+        @functools.wraps(method)
+        def atomic(self, *args, _method=method, **kwargs):
+            with guard:
+                return _method(self, *args, **kwargs)
+
+        setattr(S3Response, name, atomic)
+    S3Response._kline_atomic = True
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """moto's S3 server on a free loopback port with one bucket (``BUCKET``); its URL."""
+    """moto's S3 server on a free loopback port with one bucket (``BUCKET``); its URL.
+    Conditional requests are atomic there, as on S3 (``_atomic_conditional_requests``)."""
     import boto3
     from moto.server import ThreadedMotoServer
 
+    _atomic_conditional_requests()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
