@@ -28,7 +28,6 @@ conditional requests (``kline.lake.locks``), which holds across processes and ma
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno as errno_names
 import fcntl
 import hashlib
@@ -36,7 +35,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kline.lake.locks import ObjectLock
-from kline.lake.paths import LakePaths, partition_day
+from kline.lake.paths import LakePaths
 
 if TYPE_CHECKING:
     from kline.config import StorageConfig
@@ -376,27 +375,12 @@ class LakeFiles:
             return []
         return sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in self.fs.ls(p, detail=False))
 
-    def day_partitions(self, folder: str, start: dt.date | None = None,
-                       end: dt.date | None = None) -> list[dt.date]:
-        """Dates of the ``trade_date=`` folders under ``folder``, within ``[start, end]``."""
-        days = (partition_day(n) for n in self.listdir(folder))
-        return [d for d in days if d is not None and (start is None or d >= start) and (end is None or d <= end)]
-
     def source_tables(self, folder: str, source: str | None = None, symbols: list[str] | None = None,
                       columns: Sequence[str] | None = None) -> list[pa.Table]:
         """The ``<source>.parquet`` files in ``folder`` (one source or all), filtered to ``symbols``."""
         filters = [("symbol", "in", symbols)] if symbols is not None else None
         return [self.read_table(f"{folder}/{n}", columns=columns, filters=filters) for n in self.listdir(folder)
                 if n.endswith(".parquet") and ".tmp-" not in n and (source is None or n == f"{source}.parquet")]
-
-    def read_day_files(self, folder: str, start: dt.date | None, end: dt.date | None,
-                       symbols: Iterable[str] | None = None, source: str | None = None,
-                       columns: Sequence[str] | None = None) -> list[pa.Table]:
-        """The day files under ``folder`` dated in ``[start, end]`` (only those partitions are
-        opened), of one source or all, filtered to ``symbols`` with pushdown."""
-        symbols = list(symbols) if symbols is not None else None
-        return [t for d in self.day_partitions(folder, start, end)
-                for t in self.source_tables(f"{folder}/trade_date={d.isoformat()}", source, symbols, columns)]
 
     @contextlib.contextmanager
     def _flock(self, target: str, folder: bool) -> Iterator[None]:
